@@ -1,0 +1,110 @@
+"""The one async driver interface every backend implements (sim, gpio, onewire, serial, ble, companion).
+
+A driver serves one Thing. The Thing asks for *channels* by role name:
+
+    lock:        bolt (write bool, True = throw bolt / locked), bolt_sensor (read bool, True = bolt
+                 thrown), door (read bool, True = door closed)
+    thermostat:  temperature (read float, degrees C), heater (write bool, True = on)
+    switch:      output (write/read bool)
+    sensor:      temperature (float C), humidity (float %RH), contact (bool, True = closed)
+
+Rules every backend keeps:
+- hardware handles are created in `start()` (or injected), never at import time;
+- `read` returns a `Reading` or raises `DriverError` (a stale or corrupt value is an error, never a
+  value);
+- `subscribe` callbacks run on the event loop (thread callbacks are handed over with
+  `loop.call_soon_threadsafe`); a callback receives a `Reading` or a `DriverError` (fault);
+- `stop()` leaves outputs in their safe state when the backend knows one.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from device_drivers.errors import DriverConfigError, DriverError
+
+Value = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: Value
+    at: float = field(default_factory=time.monotonic)  # time.monotonic() of the measurement
+
+
+Callback = Callable[[str, "Reading | DriverError"], None]
+Unsubscribe = Callable[[], None]
+
+
+class Driver(abc.ABC):
+    """Base class of every backend. Subclasses set `backend` and implement the abstract methods."""
+
+    backend: ClassVar[str] = "abstract"
+
+    def __init__(
+        self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
+    ) -> None:
+        self.thing = thing
+        self.thing_type = thing_type
+        self.settings = dict(settings)
+        self._subs: dict[str, list[Callback]] = {}
+
+    # -- lifecycle
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    # -- I/O
+    @abc.abstractmethod
+    async def read(self, channel: str) -> Reading: ...
+
+    @abc.abstractmethod
+    async def write(self, channel: str, value: Value) -> None: ...
+
+    def channels(self) -> Sequence[str]:
+        """The channel names this driver serves for its Thing."""
+        return ()
+
+    def subscribe(self, channel: str, callback: Callback) -> Unsubscribe:
+        """Call `callback(channel, reading_or_fault)` on every change of CHANNEL."""
+        if self.channels() and channel not in self.channels():
+            raise DriverConfigError(
+                f"thing {self.thing!r}: driver {self.backend!r} has no channel {channel!r}"
+            )
+        self._subs.setdefault(channel, []).append(callback)
+
+        def unsubscribe() -> None:
+            cbs = self._subs.get(channel, [])
+            if callback in cbs:
+                cbs.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, channel: str, item: Reading | DriverError) -> None:
+        """Deliver to subscribers; must be called on the event loop thread."""
+        for cb in list(self._subs.get(channel, ())):
+            cb(channel, item)
+
+    def setting(self, key: str, kind: type, default: Any = ...) -> Any:
+        """A typed driver setting; a wrong or missing one is a DriverConfigError naming it."""
+        if key not in self.settings:
+            if default is ...:
+                raise DriverConfigError(
+                    f"thing {self.thing!r}: driver setting {key!r} is required"
+                )
+            return default
+        val = self.settings[key]
+        ok = isinstance(val, kind) and not (kind in (int, float) and isinstance(val, bool))
+        if kind is float and isinstance(val, int) and not isinstance(val, bool):
+            val, ok = float(val), True
+        if not ok:
+            raise DriverConfigError(
+                f"thing {self.thing!r}: driver setting {key!r} must be {kind.__name__}"
+            )
+        return val

@@ -1,0 +1,27 @@
+"""Typed, frozen configuration loaded from TOML. See `gateway.config.load`."""
+
+from gateway.config.model import (
+    THING_TYPES,
+    GatewayConfig,
+    HttpConfig,
+    LockSafety,
+    SensorSafety,
+    SwitchSafety,
+    ThermostatSafety,
+    ThingConfig,
+)
+from gateway.config.load import default_config, load_config, parse_config
+
+__all__ = [
+    "THING_TYPES",
+    "GatewayConfig",
+    "HttpConfig",
+    "LockSafety",
+    "SensorSafety",
+    "SwitchSafety",
+    "ThermostatSafety",
+    "ThingConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,77 @@
+"""Frozen dataclasses for the gateway's configuration. Defaults are the safe, sensible ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+THING_TYPES = ("lock", "thermostat", "switch", "sensor")
+
+
+@dataclass(frozen=True)
+class LockSafety:
+    auto_relock_s: float = 30.0  # relock this long after an unlock; 0 disables auto-relock
+    jam_timeout_s: float = 3.0  # bolt or door contact must agree with the command within this
+    relock_requires_door_closed: bool = True  # auto-relock waits until the door is closed
+
+
+@dataclass(frozen=True)
+class ThermostatSafety:
+    min_setpoint_c: float = 5.0
+    max_setpoint_c: float = 30.0
+    default_setpoint_c: float = 20.0
+    hysteresis_c: float = 0.5  # heater on below target - h, off above target + h
+    frost_protection_c: float = 5.0  # heat even in mode "off" below this
+    sensor_stale_s: float = 30.0  # no fresh reading for this long: heater off, fault
+    sensor_min_c: float = -40.0  # plausible sensor range; outside it: heater off, fault
+    sensor_max_c: float = 85.0
+    max_on_s: float = 3600.0  # longest continuous heater run
+    min_off_s: float = 300.0  # rest after max_on_s was hit
+    control_interval_s: float = 1.0  # control loop period
+
+
+@dataclass(frozen=True)
+class SwitchSafety:
+    safe_state: bool = False  # output at start, on fault and on shutdown
+    max_on_s: float = 0.0  # 0 = no limit; otherwise switch off after this long
+
+
+@dataclass(frozen=True)
+class SensorSafety:
+    kinds: tuple[str, ...] = ("temperature",)  # any of temperature, humidity, contact
+    stale_s: float = 60.0  # a reading older than this is a fault, not a value
+    poll_s: float = 5.0
+
+
+Safety = LockSafety | ThermostatSafety | SwitchSafety | SensorSafety
+
+
+@dataclass(frozen=True)
+class ThingConfig:
+    name: str  # [a-z0-9-], unique; used in URLs and commands
+    type: str  # one of THING_TYPES
+    title: str
+    driver: str = "sim"
+    driver_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    safety: Safety = field(default_factory=LockSafety)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str | None = None  # public URL for TD forms, if not http://host:port
+    max_body: int = 64 * 1024  # bytes; larger request bodies get 413
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    name: str
+    state_dir: Path
+    http: HttpConfig = field(default_factory=HttpConfig)
+    things: tuple[ThingConfig, ...] = ()
+    source: str = "<defaults>"  # the file this came from, for messages
