@@ -1,0 +1,139 @@
+"""The gateway's pinned owner key and installed ACL, persisted in the state folder.
+
+Files: ``owner.pub`` (the owner's public key, PEM, written once at provisioning) and
+``acl.jws`` (the installed ACL exactly as the owner signed it). Both are replaced
+atomically; a refused ACL leaves the installed one and the file untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.acl.document import verify_acl
+from gateway.acl.model import MAX_ACL_BYTES, Acl
+from gateway.errors import AclError, IdentityError, ProvisioningError
+from gateway.identity import PublicIdentity, load_public
+from gateway.storage import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+OWNER_FILE = "owner.pub"
+ACL_FILE = "acl.jws"
+PUBLIC_FILE_MODE = 0o644  # a public key is not secret
+ACL_FILE_MODE = 0o600  # the ACL names who may enter: keep it private to the gateway user
+
+
+class AclStore:
+    """Owner pin and current ACL; `install` verifies, persists, then notifies `on_change`."""
+
+    def __init__(self, state_dir: Path, gateway_id: str) -> None:
+        self.state_dir = Path(state_dir)
+        self.gateway_id = gateway_id
+        self.on_change: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._owner: PublicIdentity | None = None
+        self._current: Acl | None = None
+        owner_path = self.state_dir / OWNER_FILE
+        if owner_path.exists():
+            try:
+                self._owner = load_public(owner_path)
+            except IdentityError as exc:
+                raise ProvisioningError(
+                    f"{owner_path}: pinned owner key unreadable: {exc}", code="bad_owner_key"
+                ) from None
+        self._load_acl()
+
+    # ----------------------------------------------------------------------- state
+    @property
+    def owner(self) -> PublicIdentity | None:
+        """The pinned owner key, or None before provisioning."""
+        return self._owner
+
+    @property
+    def current(self) -> Acl | None:
+        """The installed, verified ACL, or None."""
+        return self._current
+
+    @property
+    def installed_version(self) -> int | None:
+        acl = self._current
+        return acl.version if acl else None
+
+    def key_for(self, subject_id: str) -> PublicIdentity | None:
+        """The public key of the owner or of a granted, non-revoked subject; else None."""
+        owner = self._owner
+        if owner is not None and subject_id == owner.id:
+            return owner
+        acl = self._current
+        if acl is None or subject_id in acl.revoked:
+            return None
+        grant = acl.grant_for(subject_id)
+        return grant.key if grant else None
+
+    # --------------------------------------------------------------------- changes
+    def pin_owner(self, pub: PublicIdentity) -> None:
+        """Pin the owner key (idempotent); ProvisioningError("already_owned") for another key."""
+        with self._lock:
+            if self._owner is not None:
+                if self._owner.id == pub.id:
+                    return
+                raise ProvisioningError("this gateway already has an owner", code="already_owned")
+            atomic_write_bytes(self.state_dir / OWNER_FILE, pub.pem(), mode=PUBLIC_FILE_MODE)
+            self._owner = pub
+        self._notify()
+
+    def install(self, text: str) -> Acl:
+        """Verify TEXT against the pinned owner, write it, make it current; AclError if refused."""
+        with self._lock:
+            owner = self._owner
+            if owner is None:
+                raise AclError(
+                    "no owner is pinned: provision the gateway first", code="acl_no_owner"
+                )
+            acl = verify_acl(
+                text,
+                owner=owner,
+                gateway_id=self.gateway_id,
+                installed_version=self.installed_version,
+            )
+            try:
+                atomic_write_bytes(
+                    self.state_dir / ACL_FILE, text.strip().encode("utf-8"), mode=ACL_FILE_MODE
+                )
+            except OSError as exc:
+                raise AclError(f"cannot store the ACL: {exc.strerror}", code="acl_io") from None
+            self._current = acl
+        log.info("ACL version %d installed (%d grants)", acl.version, len(acl.grants))
+        self._notify()
+        return acl
+
+    # --------------------------------------------------------------------- helpers
+    def _notify(self) -> None:
+        for callback in list(self.on_change):
+            try:
+                callback()
+            except Exception:
+                log.exception("ACL change callback failed")
+
+    def _load_acl(self) -> None:
+        """Re-verify the stored ACL. A bad one is logged and ignored (fail closed: owner only)."""
+        path = self.state_dir / ACL_FILE
+        if not path.exists():
+            return
+        if self._owner is None:
+            log.error("%s exists but no owner is pinned; ignoring it", path)
+            return
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_ACL_BYTES + 1)
+            self._current = verify_acl(
+                data.decode("utf-8"),
+                owner=self._owner,
+                gateway_id=self.gateway_id,
+                installed_version=None,
+            )
+        except (OSError, UnicodeDecodeError, AclError) as exc:
+            log.error("%s refused at load, only the owner has access: %s", path, exc)

@@ -1,0 +1,207 @@
+"""Compose a running gateway from its config: identity, ACL, audit, drivers, Things, bindings.
+
+Start-up is all-or-nothing: if any Thing fails to start, the ones already started are put back in
+their safe state and stopped, and nothing listens. Shutdown puts every Thing in its safe state
+(locks locked, heaters off), saves the writable settings, flushes the audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from device_drivers.registry import create_driver
+from gateway.acl import AclStore
+from gateway.audit import AuditLog
+from gateway.auth import TokenVerifier
+from gateway.bindings.http import HttpBinding
+from gateway.config import GatewayConfig
+from gateway.errors import StreembitError
+from gateway.identity import KeyPair
+from gateway.requests import RequestProcessor
+from gateway.state import StateDir
+from gateway.storage import atomic_write_text
+from gateway.things import Thing, build_thing
+from gateway.wot import build_directory_td, build_td, validate_td
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "thing-settings.json"  # writable properties saved at shutdown, restored at start
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    state: StateDir
+    identity: KeyPair
+    acl: AclStore
+    audit: AuditLog
+    things: dict[str, Thing]
+    processor: RequestProcessor
+    verifier: TokenVerifier
+    http: HttpBinding | None = None
+    runner: web.AppRunner | None = None
+    http_url: str = ""
+    started_at: float = field(default_factory=time.monotonic)
+    _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.identity.id
+
+    @classmethod
+    async def create(cls, config: GatewayConfig, *, create_key: bool = False) -> Gateway:
+        state = StateDir(config.state_dir)
+        identity = state.load_identity(create=create_key)
+        state.lock()
+        acl = AclStore(state.path, identity.id)
+        audit = AuditLog.open(state.path / "audit.sqlite3")
+        things: dict[str, Thing] = {}
+        try:
+            for tc in config.things:
+                driver = create_driver(tc.driver, tc.name, tc.type, tc.driver_settings)
+                things[tc.name] = build_thing(tc, driver)
+        except BaseException:
+            audit.close()
+            state.unlock()
+            raise
+        processor = RequestProcessor(things, acl, audit)
+        verifier = TokenVerifier(identity.id, acl.key_for)
+        acl.on_change.append(lambda *_: verifier.invalidate())
+        return cls(config, state, identity, acl, audit, things, processor, verifier)
+
+    def tds(self) -> dict[str, dict[str, Any]]:
+        return self._tds
+
+    def directory_td(self) -> dict[str, Any]:
+        return build_directory_td(
+            gateway_id=self.id, base_url=self.http_url, title=f"{self.config.name} directory"
+        )
+
+    async def start(self) -> None:
+        started: list[Thing] = []
+        try:
+            for thing in self.things.values():
+                await thing.start()
+                started.append(thing)
+            await self._restore_settings()
+            await self._start_http()
+        except BaseException:
+            for thing in reversed(started):
+                await thing.stop()
+            self.audit.close()
+            self.state.unlock()
+            raise
+        self.audit.append_nowait(self._system_record("start", f"gateway started, {len(self.things)} things"))
+
+    async def _start_http(self) -> None:
+        cfg = self.config.http
+        self.http = HttpBinding(
+            self.processor,
+            self.verifier,
+            self.acl,
+            self.tds,
+            self.directory_td,
+            max_body=cfg.max_body,
+        )
+        self.runner = web.AppRunner(self.http.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.host, cfg.port, reuse_address=True)
+        await site.start()
+        port = cfg.port
+        if self.runner.addresses:
+            port = int(self.runner.addresses[0][1])
+        self.http_url = (cfg.base_url or f"http://{cfg.host}:{port}").rstrip("/")
+        for name, thing in self.things.items():
+            td = build_td(thing, gateway_id=self.id, base_url=self.http_url)
+            validate_td(td, require_op=True)
+            self._tds[name] = td
+
+    async def stop(self) -> None:
+        """Safe state first, then settings, then the listeners, then the audit log. Never raises."""
+        for thing in self.things.values():
+            try:
+                await thing.stop()
+            except Exception:  # stop() must not raise, but a broken one must not stop the rest
+                log.exception("thing %s failed to stop cleanly", thing.name)
+        with contextlib.suppress(Exception):
+            await self._save_settings()
+        if self.runner is not None:
+            with contextlib.suppress(Exception):
+                await self.runner.cleanup()
+        with contextlib.suppress(Exception):
+            self.audit.append_nowait(self._system_record("stop", "gateway stopped; safe state"))
+        self.audit.close()
+        self.state.unlock()
+
+    def _system_record(self, op: str, detail: str) -> Any:
+        from gateway.audit import AuditRecord
+
+        return AuditRecord(
+            ts=time.time(),
+            subject="system",
+            binding="local",
+            op=op,
+            thing="",
+            affordance="",
+            allowed=True,
+            rule="system",
+            reason="ok",
+            detail=detail,
+            request_id="",
+        )
+
+    async def _save_settings(self) -> None:
+        saved: dict[str, dict[str, Any]] = {}
+        for name, thing in self.things.items():
+            values: dict[str, Any] = {}
+            for pname, spec in thing.properties.items():
+                if spec.read_only:
+                    continue
+                with contextlib.suppress(StreembitError):
+                    values[pname] = await thing.read_property(pname)
+            if values:
+                saved[name] = values
+        atomic_write_text(self.state.path / SETTINGS_FILE, json.dumps(saved, indent=1))
+
+    async def _restore_settings(self) -> None:
+        path = self.state.path / SETTINGS_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(saved, dict):
+            return
+        for name, values in saved.items():
+            thing = self.things.get(name)
+            if thing is None or not isinstance(values, dict):
+                continue
+            for pname, value in values.items():
+                spec = thing.properties.get(pname)
+                if spec is None or spec.read_only:
+                    continue
+                try:
+                    await thing.write_property(pname, value, "system")
+                except StreembitError as exc:
+                    log.warning("not restoring %s.%s: %s", name, pname, exc)
+
+    def ready_info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "http": self.http_url,
+            "things": list(self.things),
+            "owner": self.acl.owner.id if self.acl.owner else None,
+            "state": str(self.state.path),
+            "ready_s": round(time.monotonic() - self.started_at, 3),
+        }
+
+
+def state_path(p: str | Path) -> Path:
+    return Path(p).expanduser().resolve()

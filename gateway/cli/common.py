@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: JSON or human output, exit codes, error reporting.
+
+Exit codes: 0 success; 1 refused or failed at run time; 2 bad usage, bad config or bad input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gateway.errors import ConfigError, StreembitError
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+USAGE_CODES = {"config", "bad_key", "no_key", "identity", "acl_invalid", "acl_malformed"}
+
+
+def out(args: argparse.Namespace, data: Any, human: str | Callable[[], str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, separators=(",", ":"), default=str), flush=True)
+    else:
+        print(human() if callable(human) else human, flush=True)
+
+
+def fail(args: argparse.Namespace, exc: StreembitError) -> int:
+    code = EXIT_USAGE if isinstance(exc, ConfigError) or exc.code in USAGE_CODES else EXIT_FAIL
+    if getattr(args, "json", False):
+        print(json.dumps({"error": exc.code, "reason": str(exc)}), flush=True)
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return code
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log_level", "warning"))
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except StreembitError as exc:
+        return fail(args, exc)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,156 @@
+"""`streembit-gateway`: run the gateway and manage its local state."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from gateway.acl import AclStore
+from gateway.audit import AuditLog
+from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.cli.serve import run_serve
+from gateway.config import default_config, load_config
+from gateway.errors import ProvisioningError
+from gateway.identity import load_public
+from gateway.state import StateDir
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    kp, created = StateDir(args.state).init_identity()
+    verb = "created" if created else "already had"
+    out(args, {"id": kp.id, "created": created, "state": str(args.state)},
+        f"{kp.id}\n({verb} the gateway key in {args.state})")
+    return EXIT_OK
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    state = StateDir(args.state)
+    kp = state.load_identity()
+    owner = load_public(Path(args.owner_key))
+    store = AclStore(state.path, kp.id)
+    if store.owner is not None and store.owner.id != owner.id:
+        raise ProvisioningError(
+            f"already owned by {store.owner.id}; reset or transfer ownership first",
+            code="already_owned",
+        )
+    store.pin_owner(owner)
+    out(args, {"owner": owner.id, "gateway": kp.id},
+        f"owner {owner.id} pinned on gateway {kp.id}\n"
+        "compare this owner id with the one your own peer shows (streembit-peer id --key ...)")
+    return EXIT_OK
+
+
+def cmd_acl_apply(args: argparse.Namespace) -> int:
+    state = StateDir(args.state)
+    kp = state.load_identity()
+    store = AclStore(state.path, kp.id)
+    text = Path(args.acl_file).read_text(encoding="utf-8", errors="replace")
+    acl = store.install(text.strip())
+    out(args, {"version": acl.version, "grants": len(acl.grants)},
+        f"ACL version {acl.version} installed ({len(acl.grants)} grants)")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    state = StateDir(args.state)
+    path = state.path / "audit.sqlite3"
+    log = AuditLog.open(path)
+    try:
+        recs = log.query(limit=args.limit)
+    finally:
+        log.close()
+    rows = [r.as_dict() for r in recs]
+
+    def human() -> str:
+        lines = []
+        for r in recs:
+            when = dt.datetime.fromtimestamp(r.ts).isoformat(timespec="seconds")
+            verdict = "ALLOW" if r.allowed else "DENY "
+            what = "/".join(x for x in (r.thing, r.affordance) if x)
+            lines.append(f"{when} {verdict} {r.subject[:12]:12} {r.op:18} {what:28} {r.reason}")
+        return "\n".join(lines) or "(audit log is empty)"
+
+    out(args, rows, human)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_serve(default_config(Path(args.state)), args, create_key=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(Path(args.config))
+    if args.state:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, state_dir=Path(args.state))
+    return run_serve(cfg, args, create_key=args.create_key)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(Path(args.config))
+    out(args, {"ok": True, "things": [t.name for t in cfg.things]},
+        f"{args.config}: OK ({len(cfg.things)} things: {', '.join(t.name for t in cfg.things)})")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streembit-gateway", description=__doc__)
+    p.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        add_json(sp)
+        return sp
+
+    sp = cmd("init", "create the gateway key in the state folder and print the gateway id")
+    sp.add_argument("--state", required=True, type=Path)
+    sp.set_defaults(func=cmd_init)
+
+    sp = cmd("provision", "pin the owner's public key (the root of trust)")
+    sp.add_argument("--state", required=True, type=Path)
+    sp.add_argument("--owner-key", required=True, help="the owner's public key file (PEM or JWK)")
+    sp.set_defaults(func=cmd_provision)
+
+    acl = sub.add_parser("acl", help="the installed access list").add_subparsers(metavar="ACTION")
+    sp = acl.add_parser("apply", help="install an owner-signed ACL file")
+    add_json(sp)
+    sp.add_argument("--state", required=True, type=Path)
+    sp.add_argument("acl_file")
+    sp.set_defaults(func=cmd_acl_apply)
+
+    sp = cmd("audit", "print the audit log (newest first)")
+    sp.add_argument("--state", required=True, type=Path)
+    sp.add_argument("--limit", type=int, default=100)
+    sp.set_defaults(func=cmd_audit)
+
+    for name, help in (
+        ("demo", "run with two simulated Things (front-door lock, living-room thermostat) on 127.0.0.1"),
+        ("run", "run the gateway described by a config file"),
+    ):
+        sp = cmd(name, help)
+        if name == "demo":
+            sp.add_argument("--state", type=Path, default=Path("./demo-state"))
+            sp.set_defaults(func=cmd_demo)
+        else:
+            sp.add_argument("--config", required=True, type=Path)
+            sp.add_argument("--state", type=Path, help="override the config's state folder")
+            sp.add_argument("--create-key", action="store_true",
+                            help="create the gateway key if the state folder has none")
+            sp.set_defaults(func=cmd_run)
+        sp.add_argument("--http-port", type=int, default=None, help="0 picks a free port")
+
+    sp = cmd("check-config", "check a config file and exit")
+    sp.add_argument("config", type=Path)
+    sp.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""`streembit-peer`: keys, owner-signed ACLs and bearer tokens on the peer (owner or user) side."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from gateway.acl import (
+    BASE_OPS,
+    Acl,
+    Grant,
+    new_acl,
+    read_acl_unverified,
+    sign_acl,
+    with_grant,
+    without_subject,
+)
+from gateway.auth import issue_token
+from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.errors import AclError, IdentityError, StreembitError
+from gateway.identity import generate_keypair, load_keypair, load_public, write_keypair
+from gateway.storage import atomic_write_text
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.key)
+    if path.exists() and not args.force:
+        raise IdentityError(f"{path} exists; use --force to replace it", code="bad_key")
+    kp = generate_keypair()
+    pub = write_keypair(path, kp)
+    out(args, {"id": kp.id, "key": str(path), "pub": str(pub)}, kp.id)
+    return EXIT_OK
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    path = Path(args.key)
+    try:
+        ident = load_public(path)
+    except IdentityError:
+        ident = load_keypair(path).public
+    out(args, {"id": ident.id, "jwk": ident.jwk}, ident.id)
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    kp = load_keypair(Path(args.key))
+    token = issue_token(kp, audience=args.gateway, ttl=args.ttl)
+    out(args, {"token": token, "ttl": args.ttl}, token)
+    return EXIT_OK
+
+
+def _load_acl(path: Path, gateway: str) -> Acl:
+    if not path.exists():
+        return new_acl(gateway)
+    acl = read_acl_unverified(path.read_text(encoding="utf-8", errors="replace").strip())
+    if acl.gateway != gateway:
+        raise AclError(
+            f"{path} is the ACL of gateway {acl.gateway}, not {gateway}", code="acl_wrong_gateway"
+        )
+    return acl
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _when(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise AclError(f"{what}: not an ISO 8601 time: {value!r}", code="acl_malformed") from None
+    if t.tzinfo is None:
+        t = t.astimezone()  # local time
+    return int(t.timestamp())
+
+
+def _save(args: argparse.Namespace, acl: Acl) -> None:
+    owner = load_keypair(Path(args.key))
+    atomic_write_text(Path(args.acl), sign_acl(acl, owner) + "\n", mode=0o644)
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    acl = _load_acl(Path(args.acl), args.gateway)
+    ops = _split(args.ops)
+    unknown = [o for o in ops if o not in BASE_OPS]
+    if not ops or unknown:
+        raise AclError(
+            f"--ops: unknown operation(s) {', '.join(unknown) or '(none)'}; "
+            f"known: {', '.join(sorted(BASE_OPS))}",
+            code="acl_malformed",
+        )
+    grant = Grant.for_key(
+        load_public(Path(args.subject)),
+        things=_split(args.things) or ["*"],
+        affordances=_split(args.affordances) or ["*"],
+        ops=ops,
+        nbf=_when(args.not_before, "--not-before"),
+        exp=_when(args.not_after, "--not-after"),
+        schedule=args.schedule,
+        role=args.role,
+    )
+    acl = with_grant(acl, grant)
+    _save(args, acl)
+    out(args, acl.to_json(), f"{args.acl}: version {acl.version}, granted {grant.subject}")
+    return EXIT_OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    acl = _load_acl(Path(args.acl), args.gateway)
+    subject = args.subject
+    if Path(subject).exists():
+        subject = load_public(Path(subject)).id
+    acl = without_subject(acl, subject)
+    _save(args, acl)
+    out(args, acl.to_json(), f"{args.acl}: version {acl.version}, revoked {subject}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    acl = read_acl_unverified(Path(args.acl).read_text(encoding="utf-8", errors="replace").strip())
+    doc = acl.to_json()
+
+    def human() -> str:
+        lines = [f"gateway {acl.gateway}  version {acl.version}  (signature not checked here)"]
+        for g in doc.get("grants", []):
+            extra = {k: g[k] for k in ("nbf", "exp", "schedule", "role") if k in g}
+            lines.append(
+                f"  {g['sub']}: things={','.join(g['things'])} "
+                f"affordances={','.join(g['affordances'])} ops={','.join(sorted(g['ops']))}"
+                + (f" {json.dumps(extra)}" if extra else "")
+            )
+        if doc.get("revoked"):
+            lines.append(f"  revoked: {', '.join(doc['revoked'])}")
+        return "\n".join(lines)
+
+    out(args, doc, human)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streembit-peer", description=__doc__)
+    p.add_argument("--log-level", default="warning")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    sp = sub.add_parser("keygen", help="create a key pair: FILE (private, 0600) and FILE.pub")
+    add_json(sp)
+    sp.add_argument("--key", required=True)
+    sp.add_argument("--force", action="store_true", help="replace an existing key file")
+    sp.set_defaults(func=cmd_keygen)
+
+    sp = sub.add_parser("id", help="print the id (RFC 7638 thumbprint) of a key or public key")
+    add_json(sp)
+    sp.add_argument("--key", required=True)
+    sp.set_defaults(func=cmd_id)
+
+    sp = sub.add_parser("token", help="print a bearer JWT (ES256) for a gateway's HTTP API")
+    add_json(sp)
+    sp.add_argument("--key", required=True)
+    sp.add_argument("--gateway", required=True, help="the gateway id (the token's audience)")
+    sp.add_argument("--ttl", type=int, default=300, help="seconds (default 300)")
+    sp.set_defaults(func=cmd_token)
+
+    acl = sub.add_parser("acl", help="edit and sign an access list").add_subparsers(metavar="ACTION")
+    for name, func in (("grant", cmd_grant), ("revoke", cmd_revoke)):
+        sp = acl.add_parser(name, help=f"{name} access; writes the next signed version")
+        add_json(sp)
+        sp.add_argument("--key", required=True, help="the owner's private key")
+        sp.add_argument("--acl", required=True, help="the ACL file (created if missing)")
+        sp.add_argument("--gateway", required=True, help="the gateway id")
+        if name == "grant":
+            sp.add_argument("--subject", required=True, help="the grantee's public key file")
+            sp.add_argument("--things", required=True, help="comma-separated names, or *")
+            sp.add_argument("--ops", required=True, help=f"comma-separated: {', '.join(sorted(BASE_OPS))}")
+            sp.add_argument("--affordances", help="comma-separated names (default *)")
+            sp.add_argument("--not-before", help="ISO 8601 start of validity")
+            sp.add_argument("--not-after", help="ISO 8601 end of validity")
+            sp.add_argument("--schedule", help='weekly schedule, e.g. "mon-fri 08:00-18:00"')
+            sp.add_argument("--role", default="user", choices=("user", "admin"))
+        else:
+            sp.add_argument("--subject", required=True, help="public key file or id to revoke")
+        sp.set_defaults(func=func)
+    sp = acl.add_parser("show", help="print an ACL file")
+    add_json(sp)
+    sp.add_argument("--acl", required=True)
+    sp.set_defaults(func=cmd_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser(), argv)
+
+
+__all__ = ["StreembitError", "main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Load and check the gateway's TOML configuration.
+
+Every mistake is reported as a ConfigError naming the file, the key (a dotted path such as
+``things[1].safety.max_setpoint_c``) and what was expected. Nothing is started from a bad file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from gateway.config.model import (
+    THING_TYPES,
+    GatewayConfig,
+    HttpConfig,
+    LockSafety,
+    Safety,
+    SensorSafety,
+    SwitchSafety,
+    ThermostatSafety,
+    ThingConfig,
+)
+from gateway.errors import ConfigError
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; refuse anything absurd
+SAFETY_TYPES: dict[str, type[Safety]] = {
+    "lock": LockSafety,
+    "thermostat": ThermostatSafety,
+    "switch": SwitchSafety,
+    "sensor": SensorSafety,
+}
+SENSOR_KINDS = ("temperature", "humidity", "contact")
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(self.source, key, expected)
+
+    def table(self, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        val = data.get(key, {})
+        if not isinstance(val, dict):
+            raise self.fail(path, "a table")
+        return val
+
+    def str_(self, data: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
+        if key not in data:
+            if default is None:
+                raise self.fail(path, "a string (required)")
+            return default
+        val = data[key]
+        if not isinstance(val, str) or not val.strip():
+            raise self.fail(path, "a non-empty string")
+        return val
+
+    def int_(self, data: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
+        val = data.get(key, default)
+        if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
+            raise self.fail(path, f"an integer from {lo} to {hi}")
+        return val
+
+    def unknown(self, data: Mapping[str, Any], allowed: set[str], path: str) -> None:
+        for k in data:
+            if k not in allowed:
+                where = f"{path}.{k}" if path else k
+                raise self.fail(where, f"no such setting (known: {', '.join(sorted(allowed))})")
+
+
+def _safety(r: _Reader, thing_type: str, data: Mapping[str, Any], path: str) -> Safety:
+    cls = SAFETY_TYPES[thing_type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    r.unknown(data, set(fields), path)
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        val = data[name]
+        default = f.default
+        key = f"{path}.{name}"
+        if isinstance(default, bool):
+            if not isinstance(val, bool):
+                raise r.fail(key, "true or false")
+        elif isinstance(default, float):
+            if isinstance(val, bool) or not isinstance(val, (int, float)):
+                raise r.fail(key, "a number")
+            val = float(val)
+            if val < 0 and not name.startswith(("sensor_m", "frost")):
+                raise r.fail(key, "a number >= 0")
+        elif isinstance(default, tuple):
+            if not isinstance(val, list) or not val or not all(v in SENSOR_KINDS for v in val):
+                raise r.fail(key, f"a non-empty list of {', '.join(SENSOR_KINDS)}")
+            val = tuple(dict.fromkeys(val))
+        values[name] = val
+    safety = cls(**values)
+    if isinstance(safety, ThermostatSafety):
+        s = safety
+        if not s.min_setpoint_c <= s.default_setpoint_c <= s.max_setpoint_c:
+            raise r.fail(f"{path}.default_setpoint_c", "a value between min and max setpoint")
+        if s.min_setpoint_c >= s.max_setpoint_c:
+            raise r.fail(f"{path}.max_setpoint_c", "a value above min_setpoint_c")
+        if s.sensor_min_c >= s.sensor_max_c:
+            raise r.fail(f"{path}.sensor_max_c", "a value above sensor_min_c")
+        if s.control_interval_s <= 0 or s.sensor_stale_s <= 0:
+            raise r.fail(f"{path}.control_interval_s", "a positive number")
+    return safety
+
+
+def _thing(r: _Reader, data: Any, i: int) -> ThingConfig:
+    path = f"things[{i}]"
+    if not isinstance(data, dict):
+        raise r.fail(path, "a table ([[things]])")
+    r.unknown(data, {"name", "type", "title", "description", "driver", "driver_settings", "safety"}, path)
+    name = r.str_(data, "name", f"{path}.name")
+    if not NAME_RE.match(name):
+        raise r.fail(f"{path}.name", "lower-case letters, digits and '-', at most 64 characters")
+    typ = r.str_(data, "type", f"{path}.type")
+    if typ not in THING_TYPES:
+        raise r.fail(f"{path}.type", f"one of {', '.join(THING_TYPES)}")
+    driver = r.str_(data, "driver", f"{path}.driver", "sim")
+    settings = r.table(data, "driver_settings", f"{path}.driver_settings")
+    safety = _safety(r, typ, r.table(data, "safety", f"{path}.safety"), f"{path}.safety")
+    return ThingConfig(
+        name=name,
+        type=typ,
+        title=r.str_(data, "title", f"{path}.title", name),
+        description=str(data.get("description", "")),
+        driver=driver,
+        driver_settings=MappingProxyType(dict(settings)),
+        safety=safety,
+    )
+
+
+def parse_config(data: Mapping[str, Any], source: str, *, base_dir: Path | None = None) -> GatewayConfig:
+    """Turn parsed TOML into a GatewayConfig, or raise ConfigError."""
+    r = _Reader(source)
+    r.unknown(data, {"gateway", "things"}, "")
+    gw = r.table(data, "gateway", "gateway")
+    r.unknown(gw, {"name", "state_dir", "http"}, "gateway")
+    name = r.str_(gw, "name", "gateway.name", "streembit-gateway")
+    state = Path(r.str_(gw, "state_dir", "gateway.state_dir", "/var/lib/streembit-gateway"))
+    if not state.is_absolute() and base_dir is not None:
+        state = base_dir / state
+    http = r.table(gw, "http", "gateway.http")
+    r.unknown(http, {"host", "port", "base_url", "max_body"}, "gateway.http")
+    http_cfg = HttpConfig(
+        host=r.str_(http, "host", "gateway.http.host", "127.0.0.1"),
+        port=r.int_(http, "port", "gateway.http.port", 8080, 0, 65535),
+        base_url=(r.str_(http, "base_url", "gateway.http.base_url") if "base_url" in http else None),
+        max_body=r.int_(http, "max_body", "gateway.http.max_body", 64 * 1024, 256, 16 * 1024 * 1024),
+    )
+    things_raw = data.get("things", [])
+    if not isinstance(things_raw, list):
+        raise r.fail("things", "an array of tables ([[things]])")
+    things = tuple(_thing(r, t, i) for i, t in enumerate(things_raw))
+    seen: set[str] = set()
+    for i, t in enumerate(things):
+        if t.name in seen:
+            raise r.fail(f"things[{i}].name", f"a unique name ({t.name!r} is used twice)")
+        seen.add(t.name)
+    return GatewayConfig(name=name, state_dir=state, http=http_cfg, things=things, source=source)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "(file)", "an existing config file") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"a readable file ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), "(file)", f"a file under {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "(file)", "UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "(syntax)", f"valid TOML ({exc})") from None
+    return parse_config(data, str(path), base_dir=path.parent)
+
+
+def default_config(state_dir: Path, http_port: int = 8080) -> GatewayConfig:
+    """The embedded demo: a simulated lock `front-door` and thermostat `living-room` on loopback."""
+    return GatewayConfig(
+        name="streembit-demo",
+        state_dir=Path(state_dir),
+        http=HttpConfig(host="127.0.0.1", port=http_port),
+        things=(
+            ThingConfig(
+                name="front-door",
+                type="lock",
+                title="Front door",
+                description="Simulated door lock with a bolt sensor and a door contact",
+                driver="sim",
+                safety=LockSafety(),
+            ),
+            ThingConfig(
+                name="living-room",
+                type="thermostat",
+                title="Living room",
+                description="Simulated thermostat: a room heat model and a heater",
+                driver="sim",
+                driver_settings=MappingProxyType({"time_scale": 10.0}),
+                safety=ThermostatSafety(),
+            ),
+        ),
+        source="<demo>",
+    )

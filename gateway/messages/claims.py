@@ -1,0 +1,136 @@
+"""Claim names, message types, operation names, and the shape check of each message body.
+
+The same check runs when sealing (so we never emit what a peer would refuse) and when opening.
+A missing field raises `missing_claim`, a field of the wrong type or value `bad_format`, an unknown
+`typ` `bad_type`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from gateway.errors import MessageError
+from gateway.messages import codes
+
+#: Envelope claims every message carries; `seal` sets them, a body must not.
+ENVELOPE_CLAIMS: Final = ("iss", "aud", "iat", "exp", "jti", "typ")
+
+REQUEST: Final = "request"
+REPLY: Final = "reply"
+EVENT: Final = "event"
+ERROR: Final = "error"
+TYPES: Final = frozenset({REQUEST, REPLY, EVENT, ERROR})
+
+#: Operation -> body fields it requires (besides `op`). WoT operation names, plus the
+#: Streembit-specific `things` (list the Things), `td` (fetch one TD) and `aclpush` (new ACL JWS).
+OPS: Final[Mapping[str, tuple[str, ...]]] = {
+    "things": (),
+    "td": ("thing",),
+    "readproperty": ("thing", "name"),
+    "writeproperty": ("thing", "name", "input"),
+    "invokeaction": ("thing", "name"),
+    "observeproperty": ("thing", "name"),
+    "unobserveproperty": ("thing", "name"),
+    "subscribeevent": ("thing", "name"),
+    "unsubscribeevent": ("thing", "name"),
+    "aclpush": ("input",),
+}
+
+JTI_BYTES: Final = 16  # 128 random bits: collisions are negligible within a message lifetime
+#: base64url of at least 128 bits (22 chars) and at most 512 bits (86 chars).
+JTI_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22,86}")
+MAX_NAME_LEN: Final = 256  # Thing and affordance names are short identifiers, not payloads
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(body: Mapping[str, Any], name: str) -> Any:
+    if name not in body:
+        raise MessageError(f"claim {name!r} is missing", code=codes.MISSING_CLAIM)
+    return body[name]
+
+
+def _bad(name: str, expected: str) -> MessageError:
+    return MessageError(f"claim {name!r} must be {expected}", code=codes.BAD_FORMAT)
+
+
+def _check_name(body: Mapping[str, Any], field: str) -> None:
+    value = _require(body, field)
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LEN:
+        raise _bad(field, f"a non-empty string of at most {MAX_NAME_LEN} characters")
+
+
+def check_jti(value: Any, field: str = "jti") -> str:
+    """Return VALUE if it is a well-formed message id, else raise `bad_format`."""
+    if not isinstance(value, str) or not JTI_PATTERN.fullmatch(value):
+        raise _bad(field, "base64url of 128 to 512 bits")
+    return value
+
+
+def _check_request(body: Mapping[str, Any]) -> None:
+    op = _require(body, "op")
+    if not isinstance(op, str) or op not in OPS:
+        raise _bad("op", "one of " + ", ".join(OPS))
+    for field in OPS[op]:
+        if field == "input":
+            _require(body, "input")
+        else:
+            _check_name(body, field)
+    if op == "aclpush" and not isinstance(body["input"], str):
+        raise _bad("input", "the compact JWS of the ACL for op aclpush")
+
+
+def _check_reply(body: Mapping[str, Any]) -> None:
+    check_jti(_require(body, "re"), "re")
+    status = _require(body, "status")
+    if not _is_int(status) or not 200 <= status <= 299:
+        raise _bad("status", "an integer 200-299 (failures are typ error)")
+
+
+def _check_event(body: Mapping[str, Any]) -> None:
+    _check_name(body, "thing")
+    _check_name(body, "name")
+    seq = _require(body, "seq")
+    if not _is_int(seq) or seq < 0:
+        raise _bad("seq", "a non-negative integer")
+    if "re" in body:
+        check_jti(body["re"], "re")
+
+
+def _check_error(body: Mapping[str, Any]) -> None:
+    code = _require(body, "code")
+    if not isinstance(code, str) or not code or len(code) > MAX_NAME_LEN:
+        raise _bad("code", "a short non-empty string")
+    if "re" in body:
+        check_jti(body["re"], "re")
+    if "message" in body and not isinstance(body["message"], str):
+        raise _bad("message", "a string")
+    status = body.get("status", 400)
+    if not _is_int(status) or not 400 <= status <= 599:
+        raise _bad("status", "an integer 400-599")
+
+
+_BODY_CHECKS: Final = {
+    REQUEST: _check_request,
+    REPLY: _check_reply,
+    EVENT: _check_event,
+    ERROR: _check_error,
+}
+
+
+def check_type(typ: Any) -> str:
+    """Return TYP if it is a known message type, else raise `bad_type`."""
+    if not isinstance(typ, str) or typ not in TYPES:
+        raise MessageError(
+            f"message typ {typ!r} is not one of {sorted(TYPES)}", code=codes.BAD_TYPE
+        )
+    return typ
+
+
+def check_body(typ: str, body: Mapping[str, Any]) -> None:
+    """Check the body fields required by message type TYP (already checked by `check_type`)."""
+    _BODY_CHECKS[typ](body)

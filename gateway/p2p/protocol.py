@@ -1,0 +1,410 @@
+"""kademlia's protocol, hardened: validated peer input, adaptive timeouts, prompt eviction.
+
+Differences from `kademlia.protocol.KademliaProtocol` / `rpcudp.RPCProtocol`:
+
+* Every datagram is decoded and dispatched synchronously with its arguments checked; a
+  malformed or unknown request is dropped (no exception, no task per datagram). Only ping,
+  store, find_node and find_value are served.
+* `rpc_store` returns False (it never raises) when the storage refuses the record, so the
+  caller gets an answer at once instead of waiting out a timeout.
+* Outgoing RPCs are plain futures with an adaptive reply timeout (`AdaptiveTimeout`, capped by
+  the `rpc_timeout` setting); the routing table is updated when the reply or the timeout
+  arrives, whoever awaits the future and even if they stopped waiting.
+* A peer that missed a reply is evicted from the routing table and remembered as dead for
+  `dead_contact_ttl` seconds, so lookups skip it when other peers still hand it out.
+* The routing table's `find_neighbors` scans every bucket: kademlia's traverser stops early
+  when it reaches an end of the bucket list past empty buckets and then returns too few or no
+  contacts (the "early give-up" measured for 1-2 % of keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import ipaddress
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import umsgpack
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.routing import RoutingTable
+
+from gateway.errors import P2PError
+from gateway.p2p.settings import DhtSettings
+from gateway.p2p.storage import RecordStorage
+
+__all__ = [
+    "AdaptiveTimeout",
+    "Address",
+    "RpcReply",
+    "ValidatingProtocol",
+    "ValidatingRouter",
+    "parse_contacts",
+]
+
+log = logging.getLogger(__name__)
+
+RpcReply = tuple[bool, Any]
+Address = tuple[str, int]
+
+REQUEST: Final = b"\x00"
+RESPONSE: Final = b"\x01"
+ID_LEN: Final = 20
+# rpcudp frames: 1 type byte, a 20-byte message id, then at most 8 KiB of msgpack.
+MAX_RPC_BODY: Final = 8192
+MAX_DATAGRAM: Final = 1 + ID_LEN + MAX_RPC_BODY
+# Contacts accepted from one find_node answer (an honest peer sends at most k).
+MAX_CONTACTS_PER_REPLY: Final = 64
+
+_DROP: Final = object()
+_UNPACK_ERRORS = (umsgpack.UnpackException, ValueError, TypeError, OverflowError, RecursionError,
+                  struct.error)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == ID_LEN
+
+
+def _valid_ip(value: object) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def parse_contacts(value: object, *, limit: int = MAX_CONTACTS_PER_REPLY) -> list[Node]:
+    """Contacts from a find_node answer ([[id, ip, port], ...]); malformed entries are skipped."""
+    if not isinstance(value, list):
+        return []
+    out: list[Node] = []
+    for entry in value[:limit]:
+        if (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and _is_id(entry[0])
+            and _valid_ip(entry[1])
+            and _valid_port(entry[2])
+        ):
+            out.append(Node(entry[0], entry[1], entry[2]))
+    return out
+
+
+class AdaptiveTimeout:
+    """Reply timeout from observed reply times (RFC 6298 smoothed RTT and variance)."""
+
+    def __init__(self, *, cap: float, floor: float, stall_floor: float) -> None:
+        self.cap = cap
+        self.floor = min(floor, cap)
+        self.stall_floor = min(stall_floor, self.floor)
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+
+    def observe(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+    @property
+    def rto(self) -> float:
+        """Estimated time within which a live peer answers (cap / 3 before any sample)."""
+        if self.srtt is None:
+            return self.cap / 3
+        return self.srtt + 4 * self.rttvar
+
+    @property
+    def reply_timeout(self) -> float:
+        """How long an RPC waits before the peer counts as dead: 3 RTOs, within [floor, cap]."""
+        return min(self.cap, max(self.floor, 3 * self.rto))
+
+    @property
+    def stall_after(self) -> float:
+        """How long a lookup waits on one query before it asks another peer as well."""
+        return min(self.reply_timeout, max(self.stall_floor, self.rto))
+
+
+class ValidatingRouter(RoutingTable):  # type: ignore[misc]  # kademlia is untyped
+    """kademlia's routing table with an exhaustive neighbour search and owned head pings."""
+
+    def find_neighbors(
+        self, node: Node, k: int | None = None, exclude: Node | None = None
+    ) -> list[Node]:
+        """The `k` known contacts closest to `node` (XOR), over every bucket."""
+        k = k or self.ksize
+        candidates = (
+            n
+            for bucket in self.buckets
+            for n in bucket.nodes.values()
+            if n.id != node.id and (exclude is None or not n.same_home_as(exclude))
+        )
+        return heapq.nsmallest(k, candidates, key=node.distance_to)
+
+    def add_contact(self, node: Node) -> None:
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):
+            return
+        # Split per section 4.2 of the paper; otherwise ping the least recently seen contact:
+        # if it is dead its eviction promotes this node from the replacement cache.
+        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
+            self.split_bucket(index)
+            self.add_contact(node)
+        else:
+            self.protocol.call_ping(bucket.head())  # a future; its timeout evicts the head
+
+    def contacts(self) -> list[Node]:
+        return [n for bucket in self.buckets for n in bucket.nodes.values()]
+
+    def size(self) -> int:
+        return sum(len(bucket) for bucket in self.buckets)
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[RpcReply]
+    timer: asyncio.TimerHandle
+    address: Address
+    node: Node | None
+    sent: float
+
+
+class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is untyped
+    """The DHT wire protocol (rpcudp framing, kademlia RPCs) with validation; see module doc."""
+
+    def __init__(self, source_node: Node, storage: RecordStorage, settings: DhtSettings) -> None:
+        super().__init__(source_node, storage, settings.ksize)
+        self.settings = settings
+        self.storage: RecordStorage = storage
+        self.router: ValidatingRouter = ValidatingRouter(self, settings.ksize, source_node)
+        self.timeouts = AdaptiveTimeout(
+            cap=settings.rpc_timeout,
+            floor=settings.reply_floor,
+            stall_floor=settings.stall_after_min,
+        )
+        self._pending: dict[bytes, _Pending] = {}
+        self._dead: dict[Address, float] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.served = 0  # requests answered (metrics)
+        self.dropped = 0  # datagrams dropped as malformed
+
+    def __getattr__(self, name: str) -> Any:
+        # rpcudp turns every unknown attribute into a remote call; refuse that magic.
+        raise AttributeError(name)
+
+    # -- transport --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.DatagramTransport):
+            self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Fail every outstanding RPC at once (the node is stopping)."""
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            p.timer.cancel()
+            if not p.future.done():
+                p.future.set_result((False, None))
+
+    def _send(self, data: bytes, address: Address) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.sendto(data, address)
+        return True
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        kind = data[:1]
+        if kind not in (REQUEST, RESPONSE) or not 1 + ID_LEN < len(data) <= MAX_DATAGRAM:
+            self.dropped += 1
+            return
+        address: Address = (str(addr[0]), int(addr[1]))
+        msg_id = data[1 : 1 + ID_LEN]
+        try:
+            payload = umsgpack.unpackb(data[1 + ID_LEN :])
+        except _UNPACK_ERRORS:
+            self.dropped += 1
+            return
+        self._dead.pop(address, None)  # it talks, so it is alive
+        if kind == REQUEST:
+            self._serve(msg_id, payload, address)
+        else:
+            self._accept(msg_id, payload, address)
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def _serve(self, msg_id: bytes, payload: object, address: Address) -> None:
+        if not (isinstance(payload, list) and len(payload) == 2):
+            self.dropped += 1
+            return
+        name, args = payload
+        if not isinstance(name, str) or not isinstance(args, list):
+            self.dropped += 1
+            return
+        reply = self._dispatch(name, args, address)
+        if reply is _DROP:
+            self.dropped += 1
+            return
+        self.served += 1
+        self._send(RESPONSE + msg_id + umsgpack.packb(reply), address)
+
+    def _dispatch(self, name: str, args: list[Any], sender: Address) -> object:
+        if not args or not _is_id(args[0]):
+            return _DROP
+        if name == "ping" and len(args) == 1:
+            return self.rpc_ping(sender, args[0])
+        if name == "store" and len(args) == 3 and _is_id(args[1]):
+            return self.rpc_store(sender, args[0], args[1], args[2])
+        if name == "find_node" and len(args) == 2 and _is_id(args[1]):
+            return self.rpc_find_node(sender, args[0], args[1])
+        if name == "find_value" and len(args) == 2 and _is_id(args[1]):
+            return self.rpc_find_value(sender, args[0], args[1])
+        return _DROP
+
+    def _welcome_sender(self, sender: Address, nodeid: bytes) -> Node:
+        source = Node(nodeid, sender[0], sender[1])
+        if nodeid != self.source_node.id:
+            self.welcome_if_new(source)
+        return source
+
+    def rpc_ping(self, sender: Address, nodeid: bytes) -> bytes:
+        self._welcome_sender(sender, nodeid)
+        node_id: bytes = self.source_node.id
+        return node_id
+
+    def rpc_store(self, sender: Address, nodeid: bytes, key: bytes, value: object) -> bool:
+        """Store a record if valid and not older than the one held; False (never raise) if not."""
+        self._welcome_sender(sender, nodeid)
+        return self.storage.put(key, value)
+
+    def rpc_find_node(self, sender: Address, nodeid: bytes, key: bytes) -> list[list[Any]]:
+        source = self._welcome_sender(sender, nodeid)
+        neighbors = self.router.find_neighbors(Node(key), exclude=source)
+        return [[n.id, n.ip, n.port] for n in neighbors]
+
+    def rpc_find_value(self, sender: Address, nodeid: bytes, key: bytes) -> object:
+        value = self.storage.get(key)
+        if value is None:
+            return self.rpc_find_node(sender, nodeid, key)
+        self._welcome_sender(sender, nodeid)
+        return {"value": value}
+
+    def rpc_stun(self, sender: Address) -> Address:  # pragma: no cover - not served
+        return sender
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def request(
+        self, address: Address, name: str, args: list[Any], node: Node | None = None
+    ) -> asyncio.Future[RpcReply]:
+        """Send one RPC; the future gives (True, reply) or (False, None) after the timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RpcReply] = loop.create_future()
+        body = umsgpack.packb([name, args])
+        if len(body) > MAX_RPC_BODY:
+            raise P2PError(f"RPC {name} is {len(body)} bytes > {MAX_RPC_BODY}", code="rpc_too_large")
+        msg_id = os.urandom(ID_LEN)
+        if not self._send(REQUEST + msg_id + body, address):
+            future.set_result((False, None))
+            return future
+        timer = loop.call_later(self.timeouts.reply_timeout, self._expire, msg_id)
+        self._pending[msg_id] = _Pending(future, timer, address, node, time.monotonic())
+        return future
+
+    def _accept(self, msg_id: bytes, payload: object, address: Address) -> None:
+        pending = self._pending.get(msg_id)
+        if pending is None or pending.address != address:
+            return  # late (after the timeout), unknown, or from another address
+        del self._pending[msg_id]
+        pending.timer.cancel()
+        self.timeouts.observe(time.monotonic() - pending.sent)
+        if pending.node is not None:
+            self.welcome_if_new(pending.node)
+        if not pending.future.done():
+            pending.future.set_result((True, payload))
+
+    def _expire(self, msg_id: bytes) -> None:
+        pending = self._pending.pop(msg_id, None)
+        if pending is None:
+            return
+        self._dead[pending.address] = time.monotonic() + self.settings.dead_contact_ttl
+        if pending.node is not None:
+            log.debug("no reply from %s, evicting it", pending.node)
+            self.router.remove_contact(pending.node)
+        if not pending.future.done():
+            pending.future.set_result((False, None))
+
+    def is_dead(self, node: Node) -> bool:
+        """True if the node missed a reply within `dead_contact_ttl` and has not spoken since."""
+        address = (node.ip, node.port)
+        until = self._dead.get(address)
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            del self._dead[address]
+            return False
+        return True
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def call_ping(self, node_to_ask: Node) -> asyncio.Future[RpcReply]:
+        return self.request((node_to_ask.ip, node_to_ask.port), "ping",
+                            [self.source_node.id], node_to_ask)
+
+    def ping_address(self, address: Address) -> asyncio.Future[RpcReply]:
+        """Ping an address whose node id is unknown (bootstrap)."""
+        return self.request(address, "ping", [self.source_node.id])
+
+    def call_store(self, node_to_ask: Node, key: bytes, value: str) -> asyncio.Future[RpcReply]:
+        """(True, True) if the peer stored it, (True, False) if it refused, (False, None) if silent."""
+        return self.request((node_to_ask.ip, node_to_ask.port), "store",
+                            [self.source_node.id, key, value], node_to_ask)
+
+    def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> asyncio.Future[RpcReply]:
+        return self.request((node_to_ask.ip, node_to_ask.port), "find_node",
+                            [self.source_node.id, node_to_find.id], node_to_ask)
+
+    def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> asyncio.Future[RpcReply]:
+        return self.request((node_to_ask.ip, node_to_ask.port), "find_value",
+                            [self.source_node.id, node_to_find.id], node_to_ask)
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def welcome_if_new(self, node: Node) -> None:
+        """Add `node` to the routing table; if it is new, hand it the records it should hold.
+
+        Section 2.5 of the paper, as kademlia does it, but with the record's key itself (kademlia
+        hashes the already-hashed key again, so it picks the wrong neighbours).
+        """
+        if node.id == self.source_node.id:
+            return
+        if self.router.is_new_node(node):
+            for key, text in self.storage:
+                keynode = Node(key)
+                neighbors = self.router.find_neighbors(keynode)
+                if neighbors:
+                    new_close = (
+                        len(neighbors) < self.router.ksize
+                        or node.distance_to(keynode) < neighbors[-1].distance_to(keynode)
+                    )
+                    we_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(
+                        keynode
+                    )
+                if not neighbors or (new_close and we_closest):
+                    self.call_store(node, key, text)
+        self.router.add_contact(node)
