@@ -32,9 +32,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -91,8 +93,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+
+
+def _drain(stream: IO[str]) -> None:
+    with contextlib.suppress(ValueError, OSError):
+        for _line in stream:
+            pass
 
 
 def spawn_until_ready(
@@ -130,6 +136,8 @@ def spawn_until_ready(
                 info = json.loads(line)
                 if isinstance(info, dict) and ready_key in info:
                     ready = time.perf_counter() - t0
+                    # keep draining stdout, or a chatty server would block on a full pipe
+                    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
                     return Server(name, proc, ready, info, stderr_path)
     except BaseException:
         proc.kill()
@@ -191,7 +199,7 @@ def start_gateway(workdir: Path) -> tuple[Server, str]:
         "readproperty,invokeaction",
     )
     run_cli(GATEWAY, "acl", "apply", "--state", state, acl)
-    token = run_cli(PEER, "token", "--key", user, "--gateway", gw_id, "--ttl", "3600").strip()
+    token = run_cli(PEER, "token", "--key", user, f"--gateway={gw_id}", "--ttl", "3600").strip()
     token = token.splitlines()[-1].strip()
     server = spawn_until_ready(
         "gateway",
@@ -444,7 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, help="requests per target (default 10000)")
     p.add_argument("--concurrency", type=int, help="concurrent connections (default 16)")
     p.add_argument("--max-seconds", type=float, help="time bound per target (default 60)")
-    p.add_argument("--warmup", type=int, default=None, help="unmeasured requests first")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="unmeasured requests first (default 3000: node-wot needs thousands to warm up)",
+    )
     p.add_argument("--only", choices=["gateway", "nodewot"], help="run one side only")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -454,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args.requests = args.requests or (2000 if quick else 10000)
     args.concurrency = args.concurrency or (8 if quick else 16)
     args.max_seconds = args.max_seconds or (20.0 if quick else 60.0)
-    args.warmup = args.warmup if args.warmup is not None else (300 if quick else 1000)
+    args.warmup = args.warmup if args.warmup is not None else 3000
 
     workdir = Path(tempfile.mkdtemp(prefix="streembit-bench-"))
     try:

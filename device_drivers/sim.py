@@ -14,7 +14,7 @@ Settings (all optional, unknown names are refused):
     lock:        bolt_travel_s 0.2, bolt_thrown False (bolt position at power-up), door_closed True
     thermostat:  initial_c 18, outside_c 5, heat_rate_c_per_s 0.02, loss_rate_per_s 0.0005,
                  time_scale 1, sample_s 0.5
-    switch:      safe_output False (output at power-up and after stop)
+    switch:      safe_output (output at power-up, False if unset; forced by stop() only if set)
     sensor:      temperature_c 21, humidity_pct 45, contact_closed True, sample_s 0.5
 
 The public methods under "test hooks" inject faults and change the simulated world. They are for
@@ -163,7 +163,7 @@ class SimDriver(Driver):
         elif self.thing_type == "thermostat":
             self._advance()
             self._values["heater"] = False
-        elif self.thing_type == "switch":
+        elif self.thing_type == "switch" and "safe_output" in self.settings:
             self._values["output"] = self.cfg["safe_output"]
 
     async def read(self, channel: str) -> Reading:

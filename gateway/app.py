@@ -29,7 +29,7 @@ from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
 from gateway.things import Thing, build_thing
-from gateway.wot import build_directory_td, build_td, validate_td
+from gateway.wot import build_directory_td, build_td
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ class Gateway:
             port = int(self.runner.addresses[0][1])
         self.http_url = (cfg.base_url or f"http://{cfg.host}:{port}").rstrip("/")
         for name, thing in self.things.items():
-            td = build_td(thing, gateway_id=self.id, base_url=self.http_url)
-            validate_td(td, require_op=True)
-            self._tds[name] = td
+            self._tds[name] = build_td(thing, gateway_id=self.id, base_url=self.http_url)
 
     async def stop(self) -> None:
         """Safe state first, then settings, then the listeners, then the audit log. Never raises."""

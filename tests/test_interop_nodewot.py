@@ -117,7 +117,9 @@ class Gateway:
         return f"{self.http}/things"
 
     def token(self, peer: Peer, ttl: int = 3600) -> str:
-        out = cli(PEER, "token", "--key", peer.key, "--gateway", self.id, "--ttl", str(ttl)).stdout
+        out = cli(
+            PEER, "token", "--key", peer.key, f"--gateway={self.id}", "--ttl", str(ttl)
+        ).stdout
         return last_line(out)
 
     def diagnostics(self) -> str:
@@ -272,7 +274,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
     def grant(peer: str, things: str, ops: str) -> None:
         cli(
-            PEER, "acl", "grant", "--key", owner.key, "--acl", acl, "--gateway", gw_id,
+            PEER, "acl", "grant", "--key", owner.key, "--acl", acl, f"--gateway={gw_id}",
             "--subject", peers[peer].pub, "--things", things, "--ops", ops,
         )  # fmt: skip
 
@@ -494,7 +496,7 @@ def test_revoked_key_is_refused_after_put_acl(gw: Gateway) -> None:
     assert_ok(run_consumer(read_state_plan(gw, token))[0], gw)
 
     cli(
-        PEER, "acl", "revoke", "--key", gw.owner.key, "--acl", gw.acl, "--gateway", gw.id,
+        PEER, "acl", "revoke", "--key", gw.owner.key, "--acl", gw.acl, f"--gateway={gw.id}",
         "--subject", revokee.pub,
     )  # fmt: skip
     status = http_status("PUT", f"{gw.http}/acl", gw.token(gw.owner), gw.acl.read_bytes())
@@ -520,8 +522,8 @@ def test_revoked_key_after_acl_apply_on_running_gateway(gw: Gateway) -> None:
     assert http_status("GET", state_url, token) == 200
 
     cli(
-        PEER, "acl", "revoke", "--key", gw.owner.key, "--acl", gw.acl, "--gateway", gw.id,
-        "--subject", revokee2.id,
+        PEER, "acl", "revoke", "--key", gw.owner.key, "--acl", gw.acl, f"--gateway={gw.id}",
+        f"--subject={revokee2.id}",
     )  # fmt: skip
     res = cli(GATEWAY, "acl", "apply", "--state", gw.state, gw.acl, check=False)
     if res.returncode != 0:

@@ -24,7 +24,14 @@ from gateway.wot.validate import (
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "wot"
 EXAMPLES = SHARED / "examples"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is not checked out")
+# ../shared/wot sits beside the repository (CI lays it there too); its absence is a failure, not a skip.
+needs_shared = pytest.mark.usefixtures()
+
+
+def test_shared_examples_are_present() -> None:
+    assert SHARED.is_dir(), f"{SHARED} is missing: the WoT reference files must sit beside the repo"
+    for folder in ("valid", "invalid", "tested-with-node-wot"):
+        assert list((EXAMPLES / folder).glob("*.json")), f"no examples in {EXAMPLES / folder}"
 
 
 def _files(folder: str) -> list[Path]:

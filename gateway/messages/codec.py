@@ -65,4 +65,6 @@ def json_bytes(obj: dict[str, Any]) -> bytes:
             "utf-8"
         )
     except (TypeError, ValueError) as exc:
-        raise MessageError(f"claims are not JSON-serializable: {exc}", code=codes.BAD_FORMAT) from None
+        raise MessageError(
+            f"claims are not JSON-serializable: {exc}", code=codes.BAD_FORMAT
+        ) from None

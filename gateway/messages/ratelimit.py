@@ -24,9 +24,7 @@ DEFAULT_MAX_KEYS: Final = 10_000
 class RateLimiter:
     """Token bucket per key: `allow(key)` spends one token or returns False."""
 
-    def __init__(
-        self, rate_per_s: float, burst: int, *, max_keys: int = DEFAULT_MAX_KEYS
-    ) -> None:
+    def __init__(self, rate_per_s: float, burst: int, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         if rate_per_s <= 0 or burst < 1 or max_keys < 1:
             raise ValueError("rate_per_s must be > 0, burst and max_keys >= 1")
         self.rate = float(rate_per_s)

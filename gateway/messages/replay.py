@@ -1,4 +1,4 @@
-"""Replay protection: remember each accepted (iss, jti) until the message could no longer be accepted.
+"""Replay protection: remember each accepted (iss, jti) while the message could still be accepted.
 
 An entry lives until `exp + leeway` (the last instant `open_sealed` would still accept the
 message), so a replay inside the acceptance window is always caught and memory is released
@@ -23,7 +23,7 @@ from gateway.messages import codes
 #: Allowed clock difference between peers, in seconds, for exp/iat checks and replay retention.
 CLOCK_LEEWAY_S: Final = 5
 #: Default capacity: ~100 messages/s sustained for the longest lifetime (300 s) plus leeway,
-#: about 20 MB at worst; far above what one gateway serves.
+#: about 10 MB when full; far above what one gateway serves.
 DEFAULT_MAX_ENTRIES: Final = 30_000
 
 

@@ -27,7 +27,7 @@ import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import umsgpack
 from kademlia.node import Node
@@ -62,8 +62,14 @@ MAX_DATAGRAM: Final = 1 + ID_LEN + MAX_RPC_BODY
 MAX_CONTACTS_PER_REPLY: Final = 64
 
 _DROP: Final = object()
-_UNPACK_ERRORS = (umsgpack.UnpackException, ValueError, TypeError, OverflowError, RecursionError,
-                  struct.error)
+_UNPACK_ERRORS = (
+    umsgpack.UnpackException,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+)
 
 
 def _is_id(value: object) -> bool:
@@ -207,8 +213,8 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
     # -- transport --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.DatagramTransport):
-            self.transport = transport
+        # asyncio's datagram transports do not subclass DatagramTransport; narrow by cast.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
@@ -316,7 +322,9 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         future: asyncio.Future[RpcReply] = loop.create_future()
         body = umsgpack.packb([name, args])
         if len(body) > MAX_RPC_BODY:
-            raise P2PError(f"RPC {name} is {len(body)} bytes > {MAX_RPC_BODY}", code="rpc_too_large")
+            raise P2PError(
+                f"RPC {name} is {len(body)} bytes > {MAX_RPC_BODY}", code="rpc_too_large"
+            )
         msg_id = os.urandom(ID_LEN)
         if not self._send(REQUEST + msg_id + body, address):
             future.set_result((False, None))
@@ -363,25 +371,38 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         return len(self._pending)
 
     def call_ping(self, node_to_ask: Node) -> asyncio.Future[RpcReply]:
-        return self.request((node_to_ask.ip, node_to_ask.port), "ping",
-                            [self.source_node.id], node_to_ask)
+        return self.request(
+            (node_to_ask.ip, node_to_ask.port), "ping", [self.source_node.id], node_to_ask
+        )
 
     def ping_address(self, address: Address) -> asyncio.Future[RpcReply]:
         """Ping an address whose node id is unknown (bootstrap)."""
         return self.request(address, "ping", [self.source_node.id])
 
     def call_store(self, node_to_ask: Node, key: bytes, value: str) -> asyncio.Future[RpcReply]:
-        """(True, True) if the peer stored it, (True, False) if it refused, (False, None) if silent."""
-        return self.request((node_to_ask.ip, node_to_ask.port), "store",
-                            [self.source_node.id, key, value], node_to_ask)
+        """(True, True) if the peer stored it, (True, False) if refused, (False, None) if silent."""
+        return self.request(
+            (node_to_ask.ip, node_to_ask.port),
+            "store",
+            [self.source_node.id, key, value],
+            node_to_ask,
+        )
 
     def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> asyncio.Future[RpcReply]:
-        return self.request((node_to_ask.ip, node_to_ask.port), "find_node",
-                            [self.source_node.id, node_to_find.id], node_to_ask)
+        return self.request(
+            (node_to_ask.ip, node_to_ask.port),
+            "find_node",
+            [self.source_node.id, node_to_find.id],
+            node_to_ask,
+        )
 
     def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> asyncio.Future[RpcReply]:
-        return self.request((node_to_ask.ip, node_to_ask.port), "find_value",
-                            [self.source_node.id, node_to_find.id], node_to_ask)
+        return self.request(
+            (node_to_ask.ip, node_to_ask.port),
+            "find_value",
+            [self.source_node.id, node_to_find.id],
+            node_to_ask,
+        )
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -398,10 +419,9 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
                 keynode = Node(key)
                 neighbors = self.router.find_neighbors(keynode)
                 if neighbors:
-                    new_close = (
-                        len(neighbors) < self.router.ksize
-                        or node.distance_to(keynode) < neighbors[-1].distance_to(keynode)
-                    )
+                    new_close = len(neighbors) < self.router.ksize or node.distance_to(
+                        keynode
+                    ) < neighbors[-1].distance_to(keynode)
                     we_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(
                         keynode
                     )

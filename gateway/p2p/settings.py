@@ -39,8 +39,15 @@ class DhtSettings:
     def __post_init__(self) -> None:
         if self.ksize < 1 or self.alpha < 1 or self.get_quorum < 1 or self.max_records < 1:
             raise ValueError("ksize, alpha, get_quorum and max_records must be >= 1")
-        for name in ("rpc_timeout", "rpc_timeout_min", "stall_after_min", "dead_contact_ttl",
-                     "republish_interval", "refresh_interval", "bootstrap_retry"):
+        for name in (
+            "rpc_timeout",
+            "rpc_timeout_min",
+            "stall_after_min",
+            "dead_contact_ttl",
+            "republish_interval",
+            "refresh_interval",
+            "bootstrap_retry",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
 

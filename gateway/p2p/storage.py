@@ -70,8 +70,9 @@ class RecordStorage(IStorage):  # type: ignore[misc]  # kademlia is untyped
             self.refused += 1
             return False
         if current is not None and not record.newer_than(current.record):
-            log.debug("refused store under %s: seq %d <= %d", key.hex(), record.seq,
-                      current.record.seq)
+            log.debug(
+                "refused store under %s: seq %d <= %d", key.hex(), record.seq, current.record.seq
+            )
             self.refused += 1
             return False
         if current is None and len(self._data) >= self._max:

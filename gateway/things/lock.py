@@ -28,7 +28,8 @@ Safety rules:
    operation that does not reach its goal raises ThingError (`jammed`, `sensor_fault` or
    `driver_fault`) to its requester, so a failed lock never looks like success.
 7. Operations are serialised (one at a time); `stop()` waits for a running one at most
-   `jam_timeout_s` + STOP_GRACE_S and then locks anyway.
+   `jam_timeout_s` + 1 s and then locks anyway. Every driver call is bounded (5 s): a hung
+   call counts as a driver fault.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ SYSTEM = "system"  # the actor of operations the lock does by itself
 CONFIRM_POLL_S = 0.02  # sensor re-read period while waiting for the bolt: far below any jam timeout
 DOOR_POLL_S = 0.5  # auto-relock re-reads the door this often, in case the driver does not push
 STOP_GRACE_S = 1.0  # stop() waits this much beyond jam_timeout_s for a running operation
+IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 
 FAULT_SCHEMA: Mapping[str, Any] = MappingProxyType(
     {"oneOf": [{"type": "string"}, {"type": "null"}]}
@@ -215,7 +217,7 @@ class Lock(Thing):
         if name == "fault":
             return self._fault
         try:
-            closed = _as_bool("door", await self.driver.read("door"))
+            closed = _as_bool("door", await self._read("door"))
         except DriverError as exc:
             self._fault_later(f"door contact fault: {exc}")
             raise ThingError(
@@ -266,7 +268,7 @@ class Lock(Thing):
         """Command the bolt and wait for confirmation (rule 2). The caller holds `_op`."""
         self._cancel(self._watch)
         try:
-            await self.driver.write("bolt", locked)
+            await self._write("bolt", locked)
         except DriverError as exc:
             why = f"driver fault: {exc}"
             await self._fail_secure(why, actor)
@@ -296,8 +298,8 @@ class Lock(Thing):
             await asyncio.sleep(CONFIRM_POLL_S)
 
     async def _read_sensors(self) -> tuple[bool, bool]:
-        bolt = _as_bool("bolt_sensor", await self.driver.read("bolt_sensor"))
-        door = _as_bool("door", await self.driver.read("door"))
+        bolt = _as_bool("bolt_sensor", await self._read("bolt_sensor"))
+        door = _as_bool("door", await self._read("door"))
         self._note("bolt_sensor", bolt)
         self._note("door", door)
         return bolt, door
@@ -319,7 +321,7 @@ class Lock(Thing):
         self._cancel(self._relock)
         self._cancel(self._watch)
         try:
-            await self.driver.write("bolt", True)
+            await self._write("bolt", True)
         except DriverError as exc:
             reason = f"{reason}; commanding the bolt locked failed: {exc}"
         log.warning("lock %s jammed (%s): %s", self.name, actor, reason)
@@ -328,7 +330,7 @@ class Lock(Thing):
 
     async def _secure_for_stop(self) -> None:
         try:
-            await self.driver.write("bolt", True)
+            await self._write("bolt", True)
             problem, _ = await self._confirm(True)
         except Exception as exc:  # stop() never raises; report and stay jammed
             problem = f"commanding the bolt locked failed: {exc}"
@@ -411,7 +413,7 @@ class Lock(Thing):
     async def _wait_door_closed(self) -> None:
         while True:
             try:
-                closed = _as_bool("door", await self.driver.read("door"))
+                closed = _as_bool("door", await self._read("door"))
             except DriverError:
                 return  # cannot see the door: lock now (fail-secure)
             self._note("door", closed)
@@ -458,3 +460,19 @@ class Lock(Thing):
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, channel: str) -> Reading:
+        """driver.read bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
+        try:
+            async with asyncio.timeout(IO_TIMEOUT_S):
+                return await self.driver.read(channel)
+        except TimeoutError as exc:
+            raise DriverError(f"{channel} read timed out after {IO_TIMEOUT_S} s") from exc
+
+    async def _write(self, channel: str, value: bool) -> None:
+        """driver.write bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
+        try:
+            async with asyncio.timeout(IO_TIMEOUT_S):
+                await self.driver.write(channel, value)
+        except TimeoutError as exc:
+            raise DriverError(f"{channel} write timed out after {IO_TIMEOUT_S} s") from exc

@@ -7,9 +7,9 @@ Safety rules:
    read error or a fault pushed by the driver, no reading fresher than `sensor_stale_s` (judged by
    the reading's own timestamp, so a frozen backend is caught too), a reading that is not a finite
    number or lies outside `sensor_min_c..sensor_max_c`, a failed heater write (the off command is
-   then repeated every control period until a write succeeds) and an unexpected error in the
-   control loop. `fault` names every active cause; a `fault` event is emitted when a fault
-   appears (`active` true) and when it clears (`active` false).
+   then repeated every control period until a write succeeds), a driver call hung for more than
+   5 s, and an unexpected error in the control loop. `fault` names every active cause; a `fault`
+   event is emitted when a cause appears (`active` true) and when it clears (`active` false).
 2. No untrusted value is served. While the sensor is faulty, stale or out of range, reading
    `temperature` raises ThingError `sensor_fault`; it never returns a stale value or null.
 3. Hysteresis. In mode `heat` the heater turns on when the temperature is below
@@ -43,13 +43,14 @@ from typing import Any, ClassVar
 from device_drivers.base import Driver, Reading, Unsubscribe
 from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import ThermostatSafety
-from gateway.errors import ThingError
+from gateway.errors import ConfigError, ThingError
 from gateway.things.base import EventSpec, PropertySpec, Thing, check_value
 
 log = logging.getLogger(__name__)
 
 MODES = ("off", "heat")
 TEMP_PUBLISH_DELTA_C = 0.05  # publish temperature changes this big; smaller ones are sensor noise
+IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 UNIT_C = "degree Celsius"
 FAULT_SCHEMA: Mapping[str, Any] = MappingProxyType(
     {"oneOf": [{"type": "string"}, {"type": "null"}]}
@@ -77,7 +78,9 @@ class Thermostat(Thing):
         self.driver = driver
         self.safety = s = safety if safety is not None else ThermostatSafety()
         if not s.min_setpoint_c <= s.default_setpoint_c <= s.max_setpoint_c:
-            raise ThingError(f"{name}: default setpoint outside the bounds", code="invalid_config")
+            raise ConfigError(
+                f"thing {name}", "safety.default_setpoint_c", "min_setpoint_c..max_setpoint_c"
+            )
         self._setpoint_schema = MappingProxyType(
             {
                 "type": "number",
@@ -269,7 +272,7 @@ class Thermostat(Thing):
         problem: str | None = None
         temp: float | None = None
         try:
-            reading = await self.driver.read("temperature")
+            reading = await self._read("temperature")
         except DriverError as exc:
             problem = f"temperature sensor fault: {exc}"
         else:
@@ -335,7 +338,7 @@ class Thermostat(Thing):
         if on == self._heating and not force:
             return
         try:
-            await self.driver.write("heater", on)
+            await self._write("heater", on)
         except DriverError as exc:
             self._set_problem("heater", f"heater write failed: {exc}")
             return
@@ -363,3 +366,19 @@ class Thermostat(Thing):
             self.emit("fault", {"active": True, "reason": reason, "at": now_iso()})
         elif reason is None:
             self.emit("fault", {"active": False, "reason": old, "at": now_iso()})
+
+    async def _read(self, channel: str) -> Reading:
+        """driver.read bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
+        try:
+            async with asyncio.timeout(IO_TIMEOUT_S):
+                return await self.driver.read(channel)
+        except TimeoutError as exc:
+            raise DriverError(f"{channel} read timed out after {IO_TIMEOUT_S} s") from exc
+
+    async def _write(self, channel: str, value: bool) -> None:
+        """driver.write bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
+        try:
+            async with asyncio.timeout(IO_TIMEOUT_S):
+                await self.driver.write(channel, value)
+        except TimeoutError as exc:
+            raise DriverError(f"{channel} write timed out after {IO_TIMEOUT_S} s") from exc

@@ -1,0 +1,442 @@
+"""The validating DHT node: kademlia's Server with signed records, honest counts, republish.
+
+`DhtNode` is the typed API the gateway and the peer client use::
+
+    node = DhtNode("127.0.0.1", 0, bootstrap=[("127.0.0.1", 4000)])
+    await node.start()
+    record, stored = await node.publish_contact(kp, addrs=["ws://..."], td_digest=td)
+    found = await node.get(some_id)        # a verified Record (highest seq) or None
+    await node.stop()
+
+Only records signed by the key whose id is the DHT key are stored, served or returned; a higher
+sequence number replaces a lower one; `publish` counts the nodes that really stored the record.
+The node runs two owned background tasks, both cancelled by `stop()`: the republisher (the
+owner re-stores its records every `republish_interval` and re-signs contact records at half
+their lifetime, so they never expire while the owner runs) and the maintainer (bootstrap retry,
+bucket refresh, hourly re-replication of held records, as kademlia does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kademlia.network import Server
+from kademlia.node import Node
+
+from gateway.errors import P2PError
+from gateway.identity import KeyPair
+from gateway.p2p.crawl import Lookup, find_nodes
+from gateway.p2p.protocol import Address, ValidatingProtocol
+from gateway.p2p.records import (
+    DEFAULT_TTL,
+    Record,
+    dht_key_digest,
+    make_contact_record,
+    verify_record,
+    verify_unbound,
+)
+from gateway.p2p.settings import DhtSettings
+from gateway.p2p.storage import RecordStorage
+
+__all__ = ["DhtNode", "ValidatingServer"]
+
+log = logging.getLogger(__name__)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("DHT task %s died", task.get_name(), exc_info=task.exception())
+
+
+class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
+    """kademlia's `Server` on the validating protocol and storage.
+
+    kademlia's own entry points keep working but validate: `set()` returns True only if some
+    node really stored the value, `get()` returns only a verified record's text. Maintenance is
+    not scheduled here (kademlia's `refresh_table` is a no-op); `DhtNode` owns it.
+    """
+
+    protocol_class = ValidatingProtocol
+
+    def __init__(self, settings: DhtSettings, node_id: bytes | None = None) -> None:
+        self.settings = settings
+        self.records = RecordStorage(max_records=settings.max_records)
+        super().__init__(settings.ksize, settings.alpha, node_id, self.records)
+        self.protocol: ValidatingProtocol | None = None
+
+    def _create_protocol(self) -> ValidatingProtocol:
+        return ValidatingProtocol(self.node, self.records, self.settings)
+
+    def refresh_table(self, interval: float = 3600) -> None:
+        """Disabled: `DhtNode` runs refresh and republish as owned, cancellable tasks."""
+
+    def stop(self) -> None:
+        super().stop()
+        if self.protocol is not None:
+            self.protocol.close()
+
+    @property
+    def proto(self) -> ValidatingProtocol:
+        if self.protocol is None:
+            raise P2PError("the DHT node is not listening", code="not_started")
+        return self.protocol
+
+    # -- kademlia's API, validated ------------------------------------------------------------
+
+    async def bootstrap(self, addrs: Sequence[Address]) -> list[Node]:
+        """Ping `addrs`, then look up our own id through those that answered (the join)."""
+        replies = await asyncio.gather(*(self.proto.ping_address(a) for a in addrs))
+        seeds = []
+        for addr, (ok, node_id) in zip(addrs, replies, strict=True):
+            if ok and isinstance(node_id, bytes) and len(node_id) == 20:
+                node = Node(node_id, addr[0], addr[1])
+                self.proto.welcome_if_new(node)
+                seeds.append(node)
+        if not seeds:
+            log.warning("no DHT bootstrap contact answered (%s)", list(addrs))
+            return []
+        return (await Lookup(self.proto, self.node.id).run(seeds)).closest
+
+    async def get(self, key: str) -> str | None:
+        record = await self.find_record(key)
+        return record.text if record is not None else None
+
+    async def set(self, key: str, value: object) -> bool:
+        try:
+            verify_record(value, key=key)
+        except P2PError as exc:
+            log.info("refusing to set an invalid record under %s: %s", key, exc)
+            return False
+        return await self.store_record(value) > 0
+
+    async def set_digest(self, dkey: bytes, value: object) -> bool:
+        try:
+            verify_record(value, key_digest=dkey)
+        except P2PError as exc:
+            log.info("refusing to set an invalid record under %s: %s", dkey.hex(), exc)
+            return False
+        return await self.store_record(value) > 0
+
+    # -- records --------------------------------------------------------------------------------
+
+    async def store_record(self, value: object) -> int:
+        """Store a record on the k closest nodes; returns how many really accepted it."""
+        record = verify_unbound(value)
+        dkey = record.dkey
+        nodes = await find_nodes(self.proto, dkey)
+        target = Node(dkey)
+        # The k closest nodes, this one included if it is among them.
+        closest = sorted([*nodes, self.node], key=target.distance_to)[: self.settings.ksize]
+        remote = [n for n in closest if n.id != self.node.id]
+        accepted = 0
+        if len(remote) < len(closest) and self.records.put(dkey, record.text):
+            accepted += 1
+        replies = await asyncio.gather(
+            *(self.proto.call_store(n, dkey, record.text) for n in remote)
+        )
+        accepted += sum(1 for ok, stored in replies if ok and stored is True)
+        return accepted
+
+    async def find_record(self, key: str) -> Record | None:
+        """The valid record with the highest seq the network holds under `key`, or None."""
+        dkey = dht_key_digest(key)
+
+        def check(value: object) -> Record:
+            return verify_record(value, key=key)
+
+        lookup = Lookup(self.proto, dkey, verify=check)
+        local = self.records.record(dkey)
+        if local is not None:
+            lookup.result.values[self.node.id] = local
+        seeds = self.proto.router.find_neighbors(Node(dkey))
+        result = await lookup.run(seeds)
+        best = result.best()
+        if best is not None:
+            self._repair(best, result.closest, result.values)
+        return best
+
+    def _repair(self, best: Record, closest: list[Node], values: dict[bytes, Record]) -> None:
+        """Send the best record to close nodes that lacked it or held an older one.
+
+        Kademlia caches a found value on the closest node without it; this also fixes stale
+        copies. Fire and forget: the store futures settle (and update routing) on their own.
+        """
+        for node in closest[: self.settings.ksize]:
+            held = values.get(node.id)
+            if held is None or best.newer_than(held):
+                self.proto.call_store(node, best.dkey, best.text)
+
+
+@dataclass
+class _Owned:
+    """A record this node publishes and keeps alive."""
+
+    record: Record
+    signer: KeyPair | None
+    ttl: int
+    last_stored: float  # monotonic
+    last_count: int = 0
+
+
+class DhtNode:
+    """A validating DHT node on one UDP socket (127.0.0.1 unless told otherwise)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bootstrap: Iterable[Address] = (),
+        rpc_timeout: float = 1.0,
+        ksize: int = 20,
+        alpha: int = 3,
+        get_quorum: int = 3,
+        republish_interval: float = 600.0,
+        refresh_interval: float = 3600.0,
+        node_id: bytes | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.bootstrap_addrs: list[Address] = [(str(h), int(p)) for h, p in bootstrap]
+        self.settings = DhtSettings(
+            ksize=ksize,
+            alpha=alpha,
+            rpc_timeout=rpc_timeout,
+            get_quorum=get_quorum,
+            republish_interval=republish_interval,
+            refresh_interval=refresh_interval,
+        )
+        self._server = ValidatingServer(self.settings, node_id)
+        self._owned: dict[str, _Owned] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._port: int | None = None
+        self.republished = 0  # republish stores done (metrics, tests)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise P2PError("the DHT node is not started", code="not_started")
+        return self._port
+
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    @property
+    def node_id(self) -> bytes:
+        node_id: bytes = self._server.node.id
+        return node_id
+
+    @property
+    def protocol(self) -> ValidatingProtocol:
+        return self._server.proto
+
+    @property
+    def storage(self) -> RecordStorage:
+        return self._server.records
+
+    @property
+    def server(self) -> ValidatingServer:
+        return self._server
+
+    @property
+    def running(self) -> bool:
+        return self._port is not None
+
+    async def start(self) -> None:
+        """Listen, bootstrap (if contacts were given) and start the background tasks."""
+        if self._port is not None:
+            return
+        await self._server.listen(self._requested_port, interface=self.host)
+        transport = self._server.transport
+        self._port = int(transport.get_extra_info("sockname")[1])
+        if self.bootstrap_addrs:
+            await self.bootstrap(self.bootstrap_addrs)
+        self._tasks = [
+            asyncio.create_task(self._republish_loop(), name=f"dht-republish:{self._port}"),
+            asyncio.create_task(self._maintain_loop(), name=f"dht-maintain:{self._port}"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(_report_crash)
+
+    async def stop(self) -> None:
+        """Cancel the background tasks, fail outstanding RPCs and close the socket."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)  # raises CancelledError only if stop() itself is cancelled
+        self._server.stop()
+        self._port = None
+
+    async def __aenter__(self) -> DhtNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def bootstrap(self, addrs: Sequence[Address]) -> int:
+        """Join through `addrs`; returns the routing table size afterwards."""
+        await self._server.bootstrap(addrs)
+        return self.routing_size()
+
+    def routing_size(self) -> int:
+        """Contacts in the routing table."""
+        return self.protocol.router.size() if self._server.protocol is not None else 0
+
+    # -- records --------------------------------------------------------------------------------
+
+    async def publish(self, record: str | bytes, *, keep_alive: bool = True) -> int:
+        """Store a signed record on the k closest nodes; returns the nodes that accepted it.
+
+        Raises `P2PError` (with the record's refusal code) for an invalid record. This node
+        counts if it is among the k closest and stored it. With `keep_alive` the node re-stores
+        the record every `republish_interval` until it expires.
+        """
+        rec = verify_unbound(record)
+        count = await self._server.store_record(rec.text)
+        if keep_alive:
+            self._own(rec, None, rec.exp - rec.iat, count)
+        return count
+
+    async def publish_contact(
+        self,
+        kp: KeyPair,
+        *,
+        addrs: Sequence[str],
+        td_digest: str,
+        ttl: int = DEFAULT_TTL,
+        seq: int | None = None,
+    ) -> tuple[Record, int]:
+        """Sign and publish this gateway's contact record; it is re-signed before it expires.
+
+        `seq` defaults to the wall clock in milliseconds (and always above the previous one),
+        so a restarted publisher supersedes its old record without keeping state.
+        """
+        prev = self._owned.get(kp.id)
+        if seq is None:
+            seq = int(time.time() * 1000)
+            if prev is not None:
+                seq = max(seq, prev.record.seq + 1)
+        text = make_contact_record(kp, seq=seq, addrs=list(addrs), td_digest=td_digest, ttl=ttl)
+        rec = verify_record(text, key=kp.id)
+        count = await self._server.store_record(rec.text)
+        self._own(rec, kp, ttl, count)
+        return rec, count
+
+    def withdraw(self, record_id: str) -> bool:
+        """Stop republishing a record (it stays in the DHT until it expires)."""
+        return self._owned.pop(record_id, None) is not None
+
+    def owned(self) -> list[Record]:
+        return [o.record for o in self._owned.values()]
+
+    def _own(self, rec: Record, signer: KeyPair | None, ttl: int, count: int) -> None:
+        current = self._owned.get(rec.id)
+        if current is not None and current.record.newer_than(rec):
+            return
+        self._owned[rec.id] = _Owned(rec, signer, ttl, time.monotonic(), count)
+        self._wake.set()
+
+    async def get(self, record_id: str) -> Record | None:
+        """The verified record with the highest seq under `record_id`, or None."""
+        return await self._server.find_record(record_id)
+
+    # -- background tasks -----------------------------------------------------------------------
+
+    def _due_in(self, owned: _Owned, now_mono: float, now_wall: float) -> float:
+        due = owned.last_stored + self.settings.republish_interval - now_mono
+        if owned.signer is not None:
+            renew_at = owned.record.iat + owned.ttl / 2
+            due = min(due, renew_at - now_wall)
+        return due
+
+    async def _republish_once(self, owned: _Owned) -> None:
+        rec = owned.record
+        if owned.signer is not None and time.time() >= rec.iat + owned.ttl / 2:
+            text = make_contact_record(
+                owned.signer,
+                seq=max(rec.seq + 1, int(time.time() * 1000)),
+                addrs=list(rec.addrs),
+                td_digest=rec.td,
+                ttl=owned.ttl,
+            )
+            rec = verify_record(text, key=rec.id)
+        count = await self._server.store_record(rec.text)
+        self.republished += 1
+        if self._owned.get(rec.id) is owned:
+            owned.record, owned.last_stored, owned.last_count = rec, time.monotonic(), count
+        log.debug("republished %s seq %d on %d nodes", rec.id, rec.seq, count)
+
+    async def _republish_loop(self) -> None:
+        while True:
+            now_mono, now_wall = time.monotonic(), time.time()
+            for rid, owned in list(self._owned.items()):
+                if owned.signer is None and owned.record.exp <= now_wall:
+                    del self._owned[rid]  # expired and nobody to re-sign it
+            delays = [self._due_in(o, now_mono, now_wall) for o in self._owned.values()]
+            due = [o for o, d in zip(list(self._owned.values()), delays, strict=True) if d <= 0]
+            for owned in due:
+                try:
+                    await self._republish_once(owned)
+                except P2PError as exc:
+                    log.warning("republish of %s failed: %s", owned.record.id, exc)
+            if due:
+                continue
+            self._wake.clear()
+            wait = min(delays, default=self.settings.republish_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def _maintain_loop(self) -> None:
+        last_refresh = time.monotonic()
+        while True:
+            if self.routing_size() == 0 and self.bootstrap_addrs:
+                await asyncio.sleep(self.settings.bootstrap_retry)
+                await self.bootstrap(self.bootstrap_addrs)
+                continue
+            await asyncio.sleep(
+                max(0.0, last_refresh + self.settings.refresh_interval - time.monotonic())
+            )
+            last_refresh = time.monotonic()
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        """Refresh lonely buckets and re-replicate records held longer than the interval."""
+        router = self.protocol.router
+        lonely = [
+            b
+            for b in router.buckets
+            if b.last_updated < time.monotonic() - self.settings.refresh_interval
+        ]
+        for bucket in lonely:
+            low, high = bucket.range
+            target = random.randint(low, min(high, 2**160 - 1)).to_bytes(20, "big")
+            await find_nodes(self.protocol, target)
+        for _dkey, text in self.storage.iter_older_than(self.settings.refresh_interval):
+            try:
+                await self._server.store_record(text)
+            except P2PError as exc:
+                log.debug("re-replication skipped: %s", exc)
+
+    def stats(self) -> dict[str, Any]:
+        proto = self._server.protocol
+        return {
+            "routing": self.routing_size(),
+            "records": len(self.storage),
+            "refused": self.storage.refused,
+            "served": proto.served if proto else 0,
+            "dropped": proto.dropped if proto else 0,
+            "rpc_timeout": proto.timeouts.reply_timeout if proto else None,
+        }
