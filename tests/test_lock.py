@@ -228,3 +228,18 @@ async def test_start_with_door_open_is_jammed_not_locked() -> None:
     driver.set_door(True)
     assert await thing.invoke_action("lock", None, "owner") == "locked"
     await thing.stop()
+
+
+async def test_nothing_runs_after_stop() -> None:
+    thing, driver = make()
+    await thing.start()
+    first = asyncio.create_task(thing.invoke_action("unlock", None, "alice"))
+    await asyncio.sleep(0.005)  # the unlock is waiting for the bolt
+    stopping = asyncio.create_task(thing.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(ThingError) as err:
+        await thing.invoke_action("unlock", None, "mallory")  # queued behind stop()
+    assert err.value.code == "driver_fault"
+    assert await first == "unlocked"
+    await stopping
+    assert driver.value("bolt") is True and thing._state == "locked"

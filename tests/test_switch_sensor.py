@@ -216,3 +216,14 @@ def test_build_thing_types_and_mismatches() -> None:
     for cfg, driver in bad:
         with pytest.raises(ConfigError):
             build_thing(cfg, driver)
+
+
+async def test_switch_nothing_runs_after_stop() -> None:
+    thing, driver = switch()
+    await thing.start()
+    stopping = asyncio.create_task(thing.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(ThingError):
+        await thing.write_property("on", True, "mallory")
+    await stopping
+    assert driver.value("output") is False

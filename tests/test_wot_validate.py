@@ -25,7 +25,6 @@ from gateway.wot.validate import (
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "wot"
 EXAMPLES = SHARED / "examples"
 # ../shared/wot sits beside the repository (CI lays it there too); its absence is a failure, not a skip.
-needs_shared = pytest.mark.usefixtures()
 
 
 def test_shared_examples_are_present() -> None:
@@ -56,27 +55,23 @@ def _pointers(td: Any, **kw: Any) -> set[str]:
 # -- the shared example corpora -------------------------------------------------------------------
 
 
-@needs_shared
 def test_example_corpora_are_complete() -> None:
     assert len(_files("valid")) == 30
     assert len(_files("tested-with-node-wot")) == 3
     assert len(_files("invalid")) == 23
 
 
-@needs_shared
 @pytest.mark.parametrize("path", _files("valid"), ids=lambda p: p.name)
 def test_valid_example_passes(path: Path) -> None:
     td = validate_td_text(path.read_text(encoding="utf-8"))
     assert td["title"]
 
 
-@needs_shared
 @pytest.mark.parametrize("path", _files("tested-with-node-wot"), ids=lambda p: p.name)
 def test_node_wot_example_passes(path: Path) -> None:
     validate_td_text(path.read_text(encoding="utf-8"))
 
 
-@needs_shared
 @pytest.mark.parametrize("path", _files("invalid"), ids=lambda p: p.name)
 def test_invalid_example_fails(path: Path) -> None:
     with pytest.raises(TdValidationError) as info:
@@ -89,7 +84,6 @@ def test_invalid_example_fails(path: Path) -> None:
         assert problem.message
 
 
-@needs_shared
 @pytest.mark.parametrize(
     ("name", "where"),
     [
@@ -110,7 +104,6 @@ def test_invalid_example_reason(name: str, where: str) -> None:
     assert where in {p.pointer for p in info.value.problems}
 
 
-@needs_shared
 def test_thing_model_is_not_a_td() -> None:
     text = (SHARED / "discovery" / "directory.tm.jsonld").read_text(encoding="utf-8")
     with pytest.raises(TdValidationError) as info:
@@ -124,7 +117,6 @@ def test_thing_model_is_not_a_td() -> None:
 # -- the packaged schema --------------------------------------------------------------------------
 
 
-@needs_shared
 def test_packaged_schema_is_a_verbatim_copy() -> None:
     packaged = resources.files("gateway.wot").joinpath("schema").joinpath(SCHEMA_FILE)
     ours = hashlib.sha256(packaged.read_bytes()).hexdigest()

@@ -32,7 +32,7 @@ def fail(args: argparse.Namespace, exc: StreembitError) -> int:
     code = EXIT_USAGE if isinstance(exc, ConfigError) or exc.code in USAGE_CODES else EXIT_FAIL
     if getattr(args, "json", False):
         print(json.dumps({"error": exc.code, "reason": str(exc)}), flush=True)
-    print(f"error: {exc}", file=sys.stderr, flush=True)
+    print(f"error: {exc} [{exc.code}]", file=sys.stderr, flush=True)
     return code
 
 

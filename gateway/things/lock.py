@@ -229,9 +229,9 @@ class Lock(Thing):
     async def invoke_action(self, name: str, value: Any, actor: str) -> Any:
         self._action(name)
         check_value(NO_INPUT, value, f"input of action {name!r}")
-        if self._stopping:
-            raise ThingError(f"{self.name} is shutting down", code="driver_fault")
         async with self._op:
+            if self._stopping:  # checked under `_op`: nothing may follow stop()'s final lock
+                raise ThingError(f"{self.name} is shutting down", code="driver_fault")
             if name == "lock":
                 self._cancel(self._relock)
                 retry = self._state == "jammed"

@@ -33,6 +33,7 @@ from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, chec
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"  # the actor of operations the switch does by itself
+STOP_GRACE_S = 1.0  # stop() waits this much beyond IO_TIMEOUT_S for a running write
 IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 BOOL: Mapping[str, Any] = MappingProxyType({"type": "boolean"})
 NO_INPUT: Mapping[str, Any] = MappingProxyType({"type": "null"})
@@ -128,12 +129,22 @@ class Switch(Thing):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        acquired = False
+        try:  # let a running write finish so that nothing follows the safe-state write
+            async with asyncio.timeout(IO_TIMEOUT_S + STOP_GRACE_S):
+                await self._op.acquire()
+                acquired = True
+        except TimeoutError:
+            log.warning("switch %s: a write is still running; setting the safe state", self.name)
         try:
             await self._write("output", self.safety.safe_state)
             self._apply(self.safety.safe_state, SYSTEM, "shutdown: safe state")
         except Exception as exc:
             log.exception("switch %s: safe state at stop failed", self.name)
             self._set_fault(f"safe state at shutdown failed: {exc}")
+        finally:
+            if acquired:
+                self._op.release()
         if self._unsub is not None:
             self._unsub()
             self._unsub = None
@@ -155,6 +166,7 @@ class Switch(Thing):
             raise ThingError(f"property {name!r} is read-only", code="read_only")
         value = check_value(spec.schema, value, name)
         async with self._op:
+            self._known()  # refuses while stopping (checked under `_op`)
             await self._set(value, actor, f"{name} written")
 
     async def invoke_action(self, name: str, value: Any, actor: str) -> Any:
