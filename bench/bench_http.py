@@ -480,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"bench_http: {args.requests} requests/target, {args.concurrency} connections, "
-        f"bound {args.max_seconds:.0f} s, {os.cpu_count()} CPUs (the client shares them)"
+        f"bound {args.max_seconds:.0f} s, {os.cpu_count()} CPUs (the client shares them), "
+        f"load average {os.getloadavg()[0]:.2f} (latency and req/s need a quiet machine; "
+        f"CPU/req is steadier)"
     )
     print("\n".join(report(results, 1000 / CLK_TCK)))
     if args.json:

@@ -1,4 +1,6 @@
-"""The one async driver interface every backend implements (sim, gpio, onewire, serial, ble, companion).
+"""The one async driver interface every backend implements.
+
+Backends: sim, gpio, onewire, serial, ble, companion.
 
 A driver serves one Thing. The Thing asks for *channels* by role name:
 
@@ -95,9 +97,7 @@ class Driver(abc.ABC):
         """A typed driver setting; a wrong or missing one is a DriverConfigError naming it."""
         if key not in self.settings:
             if default is ...:
-                raise DriverConfigError(
-                    f"thing {self.thing!r}: driver setting {key!r} is required"
-                )
+                raise DriverConfigError(f"thing {self.thing!r}: driver setting {key!r} is required")
             return default
         val = self.settings[key]
         ok = isinstance(val, kind) and not (kind in (int, float) and isinstance(val, bool))

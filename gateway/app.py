@@ -99,7 +99,9 @@ class Gateway:
             self.audit.close()
             self.state.unlock()
             raise
-        self.audit.append_nowait(self._system_record("start", f"gateway started, {len(self.things)} things"))
+        self.audit.append_nowait(
+            self._system_record("start", f"gateway started, {len(self.things)} things")
+        )
 
     async def _start_http(self) -> None:
         cfg = self.config.http

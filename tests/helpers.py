@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from gateway.acl import AclStore, Grant, new_acl, sign_acl, with_grant
 from gateway.app import Gateway
 from gateway.auth import issue_token
 from gateway.config import GatewayConfig, LockSafety, default_config
-from gateway.identity import KeyPair, generate_keypair, write_keypair
-from gateway.state import StateDir
+from gateway.identity import KeyPair
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -60,5 +57,3 @@ class Running:
 
     def auth(self, kp: KeyPair | None = None, **kw: object) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.world.token(kp or self.world.user, **kw)}"}
-
-

@@ -39,8 +39,14 @@ def setup(tmp_path: Path) -> dict[str, str]:
     gw = j(GW, "init", "--state", str(st))["id"]
     owner = j(PEER, "keygen", "--key", str(k / "owner"))["id"]
     user = j(PEER, "keygen", "--key", str(k / "user"))["id"]
-    return {"st": str(st), "k": str(k), "gw": gw, "owner": owner, "user": user,
-            "acl": str(k / "acl.jws")}
+    return {
+        "st": str(st),
+        "k": str(k),
+        "gw": gw,
+        "owner": owner,
+        "user": user,
+        "acl": str(k / "acl.jws"),
+    }
 
 
 def test_keygen_writes_private_0600_and_pub(setup: dict[str, str]) -> None:
@@ -69,9 +75,22 @@ def test_acl_grant_show_revoke_apply_and_rollback(setup: dict[str, str]) -> None
     s = setup
     run(GW, "provision", "--state", s["st"], "--owner-key", f"{s['k']}/owner.pub")
     common = ["--key", f"{s['k']}/owner", "--acl", s["acl"], "--gateway", s["gw"]]
-    run(PEER, "acl", "grant", *common, "--subject", f"{s['k']}/user.pub", "--things",
-        "front-door", "--ops", "readproperty,invokeaction", "--not-after", "2099-01-01T00:00:00",
-        "--schedule", "mon-sun 00:00-23:59")
+    run(
+        PEER,
+        "acl",
+        "grant",
+        *common,
+        "--subject",
+        f"{s['k']}/user.pub",
+        "--things",
+        "front-door",
+        "--ops",
+        "readproperty,invokeaction",
+        "--not-after",
+        "2099-01-01T00:00:00",
+        "--schedule",
+        "mon-sun 00:00-23:59",
+    )
     v1 = Path(s["acl"]).read_text()
     shown = j(PEER, "acl", "show", "--acl", s["acl"])
     assert shown["version"] == 1 and shown["grants"][0]["sub"] == s["user"]
@@ -86,16 +105,42 @@ def test_acl_grant_show_revoke_apply_and_rollback(setup: dict[str, str]) -> None
     back = run(GW, "acl", "apply", "--state", s["st"], str(old), ok=False)
     assert back.returncode != 0 and "rollback" in back.stderr.lower()
     assert (Path(s["st"]) / "acl.jws").read_bytes() == installed, "installed ACL unchanged"
-    bad = run(PEER, "acl", "grant", *common, "--subject", f"{s['k']}/user.pub", "--things", "x",
-              "--ops", "fly", ok=False)
+    bad = run(
+        PEER,
+        "acl",
+        "grant",
+        *common,
+        "--subject",
+        f"{s['k']}/user.pub",
+        "--things",
+        "x",
+        "--ops",
+        "fly",
+        ok=False,
+    )
     assert bad.returncode == 2 and "unknown operation" in bad.stderr
 
 
 def test_foreign_signed_acl_refused(setup: dict[str, str]) -> None:
     s = setup
     run(GW, "provision", "--state", s["st"], "--owner-key", f"{s['k']}/owner.pub")
-    run(PEER, "acl", "grant", "--key", f"{s['k']}/user", "--acl", s["acl"], "--gateway", s["gw"],
-        "--subject", f"{s['k']}/user.pub", "--things", "*", "--ops", "invokeaction")
+    run(
+        PEER,
+        "acl",
+        "grant",
+        "--key",
+        f"{s['k']}/user",
+        "--acl",
+        s["acl"],
+        "--gateway",
+        s["gw"],
+        "--subject",
+        f"{s['k']}/user.pub",
+        "--things",
+        "*",
+        "--ops",
+        "invokeaction",
+    )
     res = run(GW, "acl", "apply", "--state", s["st"], s["acl"], ok=False)
     assert res.returncode != 0
     assert not (Path(s["st"]) / "acl.jws").exists()
@@ -110,7 +155,7 @@ def _http(url: str, token: str | None = None, method: str = "GET", body: bytes |
     req = urllib.request.Request(url, data=body, method=method)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status, resp.read()
 
 
@@ -118,8 +163,12 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
     s = setup
     run(GW, "provision", "--state", s["st"], "--owner-key", f"{s['k']}/owner.pub")
     t0 = time.monotonic()
-    proc = subprocess.Popen([GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
@@ -129,7 +178,9 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
         tok = run(PEER, "token", "--key", f"{s['k']}/owner", "--gateway", s["gw"]).stdout.strip()
         base = ready["http"] + "/things"
         assert _http(f"{base}/front-door/actions/unlock", tok, "POST")[0] == 200
-        assert _http(f"{base}/living-room/properties/targetTemperature", tok, "PUT", b"24")[0] == 204
+        assert (
+            _http(f"{base}/living-room/properties/targetTemperature", tok, "PUT", b"24")[0] == 204
+        )
         assert json.loads(_http(f"{base}/front-door/properties/state", tok)[1]) == "unlocked"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -152,8 +203,12 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
 
 def test_second_gateway_on_same_state_refuses(setup: dict[str, str]) -> None:
     s = setup
-    proc = subprocess.Popen([GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())
@@ -165,7 +220,14 @@ def test_second_gateway_on_same_state_refuses(setup: dict[str, str]) -> None:
 
 
 def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
-    res = run(GW, "run", "--config", str(Path(__file__).parents[1] / "examples" / "lock.toml"),
-              "--state", str(tmp_path / "empty"), ok=False)
+    res = run(
+        GW,
+        "run",
+        "--config",
+        str(Path(__file__).parents[1] / "examples" / "lock.toml"),
+        "--state",
+        str(tmp_path / "empty"),
+        ok=False,
+    )
     assert res.returncode == 2 and "streembit-gateway init" in res.stderr
     assert os.environ.get("NO_SUCH") is None

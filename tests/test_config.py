@@ -52,16 +52,31 @@ BAD = [
     ("[gateway]\ncolour='red'\n", "gateway.colour", "no such setting"),
     ("[[things]]\nname='Door!'\ntype='lock'\n", "things[0].name", "lower-case"),
     ("[[things]]\nname='d'\ntype='toaster'\n", "things[0].type", "one of lock"),
-    ("[[things]]\nname='d'\ntype='lock'\n[things.safety]\nauto_relock_s='soon'\n",
-     "things[0].safety.auto_relock_s", "a number"),
-    ("[[things]]\nname='d'\ntype='lock'\n[things.safety]\nmax_setpoint_c=3\n",
-     "things[0].safety.max_setpoint_c", "no such setting"),
-    ("[[things]]\nname='t'\ntype='thermostat'\n[things.safety]\nmin_setpoint_c=30\nmax_setpoint_c=10\n",
-     "things[0].safety", "between min and max"),
-    ("[[things]]\nname='d'\ntype='lock'\n[[things]]\nname='d'\ntype='switch'\n",
-     "things[1].name", "unique"),
-    ("[[things]]\nname='s'\ntype='sensor'\n[things.safety]\nkinds=['smell']\n",
-     "things[0].safety.kinds", "temperature"),
+    (
+        "[[things]]\nname='d'\ntype='lock'\n[things.safety]\nauto_relock_s='soon'\n",
+        "things[0].safety.auto_relock_s",
+        "a number",
+    ),
+    (
+        "[[things]]\nname='d'\ntype='lock'\n[things.safety]\nmax_setpoint_c=3\n",
+        "things[0].safety.max_setpoint_c",
+        "no such setting",
+    ),
+    (
+        "[[things]]\nname='t'\ntype='thermostat'\n[things.safety]\nmin_setpoint_c=30\nmax_setpoint_c=10\n",
+        "things[0].safety",
+        "between min and max",
+    ),
+    (
+        "[[things]]\nname='d'\ntype='lock'\n[[things]]\nname='d'\ntype='switch'\n",
+        "things[1].name",
+        "unique",
+    ),
+    (
+        "[[things]]\nname='s'\ntype='sensor'\n[things.safety]\nkinds=['smell']\n",
+        "things[0].safety.kinds",
+        "temperature",
+    ),
     ("things = 3\n", "things", "array of tables"),
     ("[gateway\n", "(syntax)", "valid TOML"),
 ]
@@ -89,12 +104,16 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_run_with_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     f = tmp_path / "bad.toml"
     state = tmp_path / "state"
-    f.write_text(f'[gateway]\nstate_dir="{state}"\n[[things]]\nname="d"\ntype="lock"\n'
-                 "[things.safety]\njam_timeout_s=-1\n")
+    f.write_text(
+        f'[gateway]\nstate_dir="{state}"\n[[things]]\nname="d"\ntype="lock"\n'
+        "[things.safety]\njam_timeout_s=-1\n"
+    )
     exe = Path(sys.executable).parent / "streembit-gateway"
     proc = subprocess.run(
         [str(exe), "run", "--config", str(f), "--create-key", "--http-port", "0"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert f"{f}: things[0].safety.jam_timeout_s: a number >= 0" in proc.stderr

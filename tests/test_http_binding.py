@@ -24,8 +24,13 @@ def _b64(d: dict[str, object]) -> str:
 def _claims(r: Running, **over: object) -> dict[str, object]:
     now = int(time.time())
     c: dict[str, object] = {
-        "iss": r.world.user.id, "sub": r.world.user.id, "aud": r.gw.id,
-        "iat": now, "nbf": now, "exp": now + 60, "jti": f"j{time.monotonic_ns()}",
+        "iss": r.world.user.id,
+        "sub": r.world.user.id,
+        "aud": r.gw.id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        "jti": f"j{time.monotonic_ns()}",
     }
     c.update(over)
     return c
@@ -68,7 +73,9 @@ async def test_read_write_invoke(running: Running) -> None:
         f"{base}/living-room/properties/targetTemperature", json=21.5, headers=r.auth()
     ) as resp:
         assert resp.status == 204
-    async with r.http.get(f"{base}/living-room/properties/targetTemperature", headers=r.auth()) as resp:
+    async with r.http.get(
+        f"{base}/living-room/properties/targetTemperature", headers=r.auth()
+    ) as resp:
         assert await resp.json() == 21.5
     async with r.http.post(f"{base}/front-door/actions/unlock", headers=r.auth()) as resp:
         assert resp.status == 200
@@ -118,12 +125,20 @@ async def test_bad_input_is_refused_audited_and_changes_nothing(running: Running
     ):
         async with r.http.get(r.url + path, headers=r.auth()) as resp:
             assert resp.status == status
-    async with r.http.put(f"{r.url}/things/living-room/properties/heating", json=True,
-                          headers=r.auth()) as resp:
+    async with r.http.put(
+        f"{r.url}/things/living-room/properties/heating", json=True, headers=r.auth()
+    ) as resp:
         assert resp.status == 405
     reasons = " ".join(str(x["reason"]) for x in _audit(r))
-    for code in ("out_of_range", "invalid_input", "bad_request", "too_large", "unknown_thing",
-                 "unknown_affordance", "read_only"):
+    for code in (
+        "out_of_range",
+        "invalid_input",
+        "bad_request",
+        "too_large",
+        "unknown_thing",
+        "unknown_affordance",
+        "read_only",
+    ):
         assert code in reasons
 
 
@@ -163,19 +178,27 @@ async def test_bad_tokens_get_401_and_are_audited(running: Running) -> None:
 async def test_acl_refusals_are_403_with_reason(running: Running) -> None:
     r = running
     w = r.world
-    async with r.http.post(f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.stranger)) as resp:
+    async with r.http.post(
+        f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.stranger)
+    ) as resp:
         assert resp.status == 401  # unknown key: not in the ACL at all
     w.install(Grant.for_key(w.stranger.public, things=["living-room"], ops=["readproperty"]))
     r.gw.acl._load_acl()  # the running gateway re-reads the file installed behind its back
     r.gw.verifier.invalidate()
-    async with r.http.get(f"{r.url}/things/living-room/properties/temperature",
-                          headers=r.auth(w.stranger)) as resp:
+    async with r.http.get(
+        f"{r.url}/things/living-room/properties/temperature", headers=r.auth(w.stranger)
+    ) as resp:
         assert resp.status == 200
-    async with r.http.put(f"{r.url}/things/living-room/properties/targetTemperature", json=22,
-                          headers=r.auth(w.stranger)) as resp:
+    async with r.http.put(
+        f"{r.url}/things/living-room/properties/targetTemperature",
+        json=22,
+        headers=r.auth(w.stranger),
+    ) as resp:
         assert resp.status == 403
         assert (await resp.json())["reason"] == "operation not granted"
-    async with r.http.post(f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.stranger)) as resp:
+    async with r.http.post(
+        f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.stranger)
+    ) as resp:
         assert resp.status == 403
         assert (await resp.json())["reason"] == "thing not granted"
 
@@ -220,7 +243,9 @@ async def test_sse_event_stream_and_revocation_closes_it(running: Running) -> No
     got: list[dict[str, object]] = []
     async with r.http.get(url, headers=r.auth(), timeout=aiohttp.ClientTimeout(total=10)) as resp:
         assert resp.status == 200
-        async with r.http.post(f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.owner)):
+        async with r.http.post(
+            f"{r.url}/things/front-door/actions/unlock", headers=r.auth(w.owner)
+        ):
             pass
         event = None
         async for line in resp.content:

@@ -24,7 +24,7 @@ from gateway.wot.validate import (
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "wot"
 EXAMPLES = SHARED / "examples"
-# ../shared/wot sits beside the repository (CI lays it there too); its absence is a failure, not a skip.
+# ../shared/wot sits beside the repository (CI lays it there too): missing is a failure.
 
 
 def test_shared_examples_are_present() -> None:

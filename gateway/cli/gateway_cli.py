@@ -19,8 +19,11 @@ from gateway.state import StateDir
 def cmd_init(args: argparse.Namespace) -> int:
     kp, created = StateDir(args.state).init_identity()
     verb = "created" if created else "already had"
-    out(args, {"id": kp.id, "created": created, "state": str(args.state)},
-        f"{kp.id}\n({verb} the gateway key in {args.state})")
+    out(
+        args,
+        {"id": kp.id, "created": created, "state": str(args.state)},
+        f"{kp.id}\n({verb} the gateway key in {args.state})",
+    )
     return EXIT_OK
 
 
@@ -35,9 +38,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
             code="already_owned",
         )
     store.pin_owner(owner)
-    out(args, {"owner": owner.id, "gateway": kp.id},
+    out(
+        args,
+        {"owner": owner.id, "gateway": kp.id},
         f"owner {owner.id} pinned on gateway {kp.id}\n"
-        "compare this owner id with the one your own peer shows (streembit-peer id --key ...)")
+        "compare this owner id with the one your own peer shows (streembit-peer id --key ...)",
+    )
     return EXIT_OK
 
 
@@ -47,8 +53,11 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
     store = AclStore(state.path, kp.id)
     text = Path(args.acl_file).read_text(encoding="utf-8", errors="replace")
     acl = store.install(text.strip())
-    out(args, {"version": acl.version, "grants": len(acl.grants)},
-        f"ACL version {acl.version} installed ({len(acl.grants)} grants)")
+    out(
+        args,
+        {"version": acl.version, "grants": len(acl.grants)},
+        f"ACL version {acl.version} installed ({len(acl.grants)} grants)",
+    )
     return EXIT_OK
 
 
@@ -90,8 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config))
-    out(args, {"ok": True, "things": [t.name for t in cfg.things]},
-        f"{args.config}: OK ({len(cfg.things)} things: {', '.join(t.name for t in cfg.things)})")
+    out(
+        args,
+        {"ok": True, "things": [t.name for t in cfg.things]},
+        f"{args.config}: OK ({len(cfg.things)} things: {', '.join(t.name for t in cfg.things)})",
+    )
     return EXIT_OK
 
 
@@ -127,7 +139,10 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_audit)
 
     for name, help in (
-        ("demo", "run with two simulated Things (front-door lock, living-room thermostat) on 127.0.0.1"),
+        (
+            "demo",
+            "run with two simulated Things (front-door lock, living-room thermostat) on 127.0.0.1",
+        ),
         ("run", "run the gateway described by a config file"),
     ):
         sp = cmd(name, help)
@@ -137,8 +152,11 @@ def parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--config", required=True, type=Path)
             sp.add_argument("--state", type=Path, help="override the config's state folder")
-            sp.add_argument("--create-key", action="store_true",
-                            help="create the gateway key if the state folder has none")
+            sp.add_argument(
+                "--create-key",
+                action="store_true",
+                help="create the gateway key if the state folder has none",
+            )
             sp.set_defaults(func=cmd_run)
         sp.add_argument("--http-port", type=int, default=None, help="0 picks a free port")
 

@@ -164,7 +164,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=int, default=300, help="seconds (default 300)")
     sp.set_defaults(func=cmd_token)
 
-    acl = sub.add_parser("acl", help="edit and sign an access list").add_subparsers(metavar="ACTION")
+    acl = sub.add_parser("acl", help="edit and sign an access list").add_subparsers(
+        metavar="ACTION"
+    )
     for name, func in (("grant", cmd_grant), ("revoke", cmd_revoke)):
         sp = acl.add_parser(name, help=f"{name} access; writes the next signed version")
         add_json(sp)
@@ -174,7 +176,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "grant":
             sp.add_argument("--subject", required=True, help="the grantee's public key file")
             sp.add_argument("--things", required=True, help="comma-separated names, or *")
-            sp.add_argument("--ops", required=True, help=f"comma-separated: {', '.join(sorted(BASE_OPS))}")
+            sp.add_argument(
+                "--ops", required=True, help=f"comma-separated: {', '.join(sorted(BASE_OPS))}"
+            )
             sp.add_argument("--affordances", help="comma-separated names (default *)")
             sp.add_argument("--not-before", help="ISO 8601 start of validity")
             sp.add_argument("--not-after", help="ISO 8601 end of validity")

@@ -1,5 +1,6 @@
 """Typed, frozen configuration loaded from TOML. See `gateway.config.load`."""
 
+from gateway.config.load import default_config, load_config, parse_config
 from gateway.config.model import (
     THING_TYPES,
     GatewayConfig,
@@ -10,7 +11,6 @@ from gateway.config.model import (
     ThermostatSafety,
     ThingConfig,
 )
-from gateway.config.load import default_config, load_config, parse_config
 
 __all__ = [
     "THING_TYPES",

@@ -61,7 +61,9 @@ class _Reader:
             raise self.fail(path, "a non-empty string")
         return val
 
-    def int_(self, data: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
+    def int_(
+        self, data: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int
+    ) -> int:
         val = data.get(key, default)
         if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
             raise self.fail(path, f"an integer from {lo} to {hi}")
@@ -117,7 +119,9 @@ def _thing(r: _Reader, data: Any, i: int) -> ThingConfig:
     path = f"things[{i}]"
     if not isinstance(data, dict):
         raise r.fail(path, "a table ([[things]])")
-    r.unknown(data, {"name", "type", "title", "description", "driver", "driver_settings", "safety"}, path)
+    r.unknown(
+        data, {"name", "type", "title", "description", "driver", "driver_settings", "safety"}, path
+    )
     name = r.str_(data, "name", f"{path}.name")
     if not NAME_RE.match(name):
         raise r.fail(f"{path}.name", "lower-case letters, digits and '-', at most 64 characters")
@@ -138,7 +142,9 @@ def _thing(r: _Reader, data: Any, i: int) -> ThingConfig:
     )
 
 
-def parse_config(data: Mapping[str, Any], source: str, *, base_dir: Path | None = None) -> GatewayConfig:
+def parse_config(
+    data: Mapping[str, Any], source: str, *, base_dir: Path | None = None
+) -> GatewayConfig:
     """Turn parsed TOML into a GatewayConfig, or raise ConfigError."""
     r = _Reader(source)
     r.unknown(data, {"gateway", "things"}, "")
@@ -153,8 +159,12 @@ def parse_config(data: Mapping[str, Any], source: str, *, base_dir: Path | None 
     http_cfg = HttpConfig(
         host=r.str_(http, "host", "gateway.http.host", "127.0.0.1"),
         port=r.int_(http, "port", "gateway.http.port", 8080, 0, 65535),
-        base_url=(r.str_(http, "base_url", "gateway.http.base_url") if "base_url" in http else None),
-        max_body=r.int_(http, "max_body", "gateway.http.max_body", 64 * 1024, 256, 16 * 1024 * 1024),
+        base_url=(
+            r.str_(http, "base_url", "gateway.http.base_url") if "base_url" in http else None
+        ),
+        max_body=r.int_(
+            http, "max_body", "gateway.http.max_body", 64 * 1024, 256, 16 * 1024 * 1024
+        ),
     )
     things_raw = data.get("things", [])
     if not isinstance(things_raw, list):

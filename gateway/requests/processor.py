@@ -32,7 +32,7 @@ from gateway.requests.model import (
 )
 from gateway.text import clean
 from gateway.things import Thing
-from gateway.things.bus import Subscription
+from gateway.things.bus import Kind, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class RequestProcessor:
         if refusal is not None or d is None:
             return await self._finish(req, refusal or Outcome("forbidden"), allowed=False), None
         thing = self.things[req.thing]
-        kind = "property" if req.op == "observeproperty" else "event"
+        kind: Kind = "property" if req.op == "observeproperty" else "event"
         sub = thing.bus.subscribe(kind, req.name)
         outcome = await self._finish(req, Outcome("ok", rule=d.rule), allowed=True)
         if not outcome.ok:

@@ -20,7 +20,9 @@ from gateway.things.bus import Bus
 class PropertySpec:
     name: str
     title: str
-    schema: Mapping[str, Any]  # JSON-Schema subset used in the TD: type, unit, minimum, maximum, enum
+    schema: Mapping[
+        str, Any
+    ]  # JSON-Schema subset used in the TD: type, unit, minimum, maximum, enum
     read_only: bool = True
     observable: bool = True
     description: str = ""

@@ -166,7 +166,7 @@ class Switch(Thing):
             raise ThingError(f"property {name!r} is read-only", code="read_only")
         value = check_value(spec.schema, value, name)
         async with self._op:
-            self._known()  # refuses while stopping (checked under `_op`)
+            self._not_stopping()  # checked under `_op`: nothing may follow stop()'s safe state
             await self._set(value, actor, f"{name} written")
 
     async def invoke_action(self, name: str, value: Any, actor: str) -> Any:
@@ -178,9 +178,12 @@ class Switch(Thing):
             return new
 
     # -- internals
-    def _known(self) -> bool:
+    def _not_stopping(self) -> None:
         if self._stopping:
             raise ThingError(f"{self.name} is shutting down", code="driver_fault")
+
+    def _known(self) -> bool:
+        self._not_stopping()
         if self._on is None:
             raise ThingError(
                 f"{self.name}: output state unknown: {self._fault}", code="driver_fault"

@@ -208,19 +208,25 @@ class HttpBinding:
         req = Request(who.id, "aclpush", "", "acl", None, "http", who.jti)
         owner = self.acl.owner
         if owner is None or who.id != owner.id:
-            out = Outcome("forbidden", reason="only the owner can change the ACL", rule="owner-only")
+            out = Outcome(
+                "forbidden", reason="only the owner can change the ACL", rule="owner-only"
+            )
             return _error(await self.processor.reject(req, out))
         try:
             raw = await request.content.read(ACL_MAX_BYTES + 1)
         except web.HTTPRequestEntityTooLarge:
             raw = b"x" * (ACL_MAX_BYTES + 1)
         if len(raw) > ACL_MAX_BYTES:
-            return _error(await self.processor.reject(req, Outcome("too_large", reason="ACL too large")))
+            return _error(
+                await self.processor.reject(req, Outcome("too_large", reason="ACL too large"))
+            )
         try:
             acl = self.acl.install(raw.decode("utf-8", "replace").strip())
         except AclError as exc:
             return _error(
-                await self.processor.reject(req, Outcome("bad_request", reason=f"{exc.code}: {exc}"))
+                await self.processor.reject(
+                    req, Outcome("bad_request", reason=f"{exc.code}: {exc}")
+                )
             )
         await self.processor.audit_event(req, f"ACL version {acl.version} installed")
         return _json({"version": acl.version, "grants": len(acl.grants)})

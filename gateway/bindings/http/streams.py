@@ -30,11 +30,11 @@ async def longpoll(
     sub: Subscription,
     req: Request,
     processor: RequestProcessor,
-    timeout: float,
+    hold_s: float,
 ) -> web.StreamResponse:
-    """Answer with the next notification, or after `timeout` with the last value (properties)
-    or 204 (events). node-wot re-issues the request after every answer."""
-    deadline = time.monotonic() + timeout
+    """Answer with the next notification, or after `hold_s` with the last value (properties)
+    or 204 (events) after `hold_s`. node-wot re-issues the request after every answer."""
+    deadline = time.monotonic() + hold_s
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -78,7 +78,9 @@ async def sse(
         except TimeoutError:
             n = None
         if not await processor.still_allowed(req):
-            await resp.write(b'event: error\ndata: {"error":"forbidden","reason":"access revoked"}\n\n')
+            await resp.write(
+                b'event: error\ndata: {"error":"forbidden","reason":"access revoked"}\n\n'
+            )
             break
         if n is None:
             if time.monotonic() - last_write >= SSE_KEEPALIVE_S:
@@ -88,6 +90,8 @@ async def sse(
         await resp.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (n.seq, n.name.encode(), _payload(n)))
         last_write = time.monotonic()
     else:
-        await resp.write(b'event: error\ndata: {"error":"unauthenticated","reason":"token expired"}\n\n')
+        await resp.write(
+            b'event: error\ndata: {"error":"unauthenticated","reason":"token expired"}\n\n'
+        )
     await resp.write_eof()
     return resp
