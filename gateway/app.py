@@ -7,6 +7,7 @@ their safe state and stopped, and nothing listens. Shutdown puts every Thing in 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -34,6 +35,7 @@ from gateway.wot import build_directory_td, build_td
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "thing-settings.json"  # writable properties saved at shutdown, restored at start
+ACL_POLL_S = 1.0  # how soon an ACL installed by `acl apply` beside a running gateway takes effect
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Gateway:
     http_url: str = ""
     started_at: float = field(default_factory=time.monotonic)
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def id(self) -> str:
@@ -99,9 +102,25 @@ class Gateway:
             self.audit.close()
             self.state.unlock()
             raise
+        self._spawn(self._watch_acl(), "acl-watch")
         self.audit.append_nowait(
             self._system_record("start", f"gateway started, {len(self.things)} things")
         )
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_acl(self) -> None:
+        """Poll acl.jws so `streembit-gateway acl apply` also reaches a running gateway."""
+        while True:
+            await asyncio.sleep(ACL_POLL_S)
+            acl = self.acl.reload_if_changed()
+            if acl is not None:
+                self.audit.append_nowait(
+                    self._system_record("aclreload", f"ACL version {acl.version} picked up")
+                )
 
     async def _start_http(self) -> None:
         cfg = self.config.http
@@ -126,6 +145,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Safe state first, then settings, then the listeners, then the audit log. Never raises."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for thing in self.things.values():
             try:
                 await thing.stop()

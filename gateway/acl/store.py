@@ -36,6 +36,7 @@ class AclStore:
         self._lock = threading.Lock()
         self._owner: PublicIdentity | None = None
         self._current: Acl | None = None
+        self._stamp: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) of acl.jws
         owner_path = self.state_dir / OWNER_FILE
         if owner_path.exists():
             try:
@@ -106,11 +107,51 @@ class AclStore:
             except OSError as exc:
                 raise AclError(f"cannot store the ACL: {exc.strerror}", code="acl_io") from None
             self._current = acl
+            self._stamp = self._file_stamp(self.state_dir / ACL_FILE)
         log.info("ACL version %d installed (%d grants)", acl.version, len(acl.grants))
         self._notify()
         return acl
 
+    def reload_if_changed(self) -> Acl | None:
+        """Pick up an ACL installed by another process (`streembit-gateway acl apply` while the
+        gateway runs). Returns the new ACL, or None when nothing changed or the file was refused
+        (then the current ACL stays; rollback and foreign signatures are refused as usual)."""
+        path = self.state_dir / ACL_FILE
+        stamp = self._file_stamp(path)
+        if stamp is None or stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        owner = self._owner
+        if owner is None:
+            return None
+        try:
+            with path.open("rb") as fh:
+                text = fh.read(MAX_ACL_BYTES + 1).decode("utf-8")
+            with self._lock:
+                current = self._current
+                acl = verify_acl(
+                    text,
+                    owner=owner,
+                    gateway_id=self.gateway_id,
+                    installed_version=current.version if current else None,
+                )
+                self._current = acl
+        except (OSError, UnicodeDecodeError, AclError) as exc:
+            log.error("%s changed on disk but was refused; keeping the current ACL: %s", path, exc)
+            return None
+        log.info("ACL version %d picked up from %s", acl.version, path)
+        self._notify()
+        return acl
+
     # --------------------------------------------------------------------- helpers
+    @staticmethod
+    def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _notify(self) -> None:
         for callback in list(self.on_change):
             try:
@@ -123,6 +164,7 @@ class AclStore:
         path = self.state_dir / ACL_FILE
         if not path.exists():
             return
+        self._stamp = self._file_stamp(path)
         if self._owner is None:
             log.error("%s exists but no owner is pinned; ignoring it", path)
             return

@@ -48,8 +48,30 @@ def setup_logging(level: str) -> None:
     )
 
 
-def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    args = parser.parse_args(argv)
+def glue_id_options(argv: list[str], id_options: tuple[str, ...]) -> list[str]:
+    """Ids are base64url and may start with '-', which argparse would take for an option:
+    `--gateway -abc` becomes `--gateway=-abc` for the options that take an id."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in id_options and i + 1 < len(argv):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def run(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    *,
+    id_options: tuple[str, ...] = (),
+) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(glue_id_options(raw, id_options))
     setup_logging(getattr(args, "log_level", "warning"))
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if handler is None:

@@ -56,7 +56,8 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
     out(
         args,
         {"version": acl.version, "grants": len(acl.grants)},
-        f"ACL version {acl.version} installed ({len(acl.grants)} grants)",
+        f"ACL version {acl.version} installed ({len(acl.grants)} grants); "
+        "a running gateway picks it up within a second",
     )
     return EXIT_OK
 
@@ -167,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parser(), argv)
+    return run(parser(), argv, id_options=("--gateway", "--subject", "--to"))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parser(), argv)
+    return run(parser(), argv, id_options=("--gateway", "--subject", "--to"))
 
 
 __all__ = ["StreembitError", "main"]
