@@ -53,6 +53,7 @@ class Gateway:
     http_url: str = ""
     started_at: float = field(default_factory=time.monotonic)
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _directory: dict[str, Any] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -84,9 +85,7 @@ class Gateway:
         return self._tds
 
     def directory_td(self) -> dict[str, Any]:
-        return build_directory_td(
-            gateway_id=self.id, base_url=self.http_url, title=f"{self.config.name} directory"
-        )
+        return self._directory
 
     async def start(self) -> None:
         started: list[Thing] = []
@@ -142,6 +141,9 @@ class Gateway:
         self.http_url = (cfg.base_url or f"http://{cfg.host}:{port}").rstrip("/")
         for name, thing in self.things.items():
             self._tds[name] = build_td(thing, gateway_id=self.id, base_url=self.http_url)
+        self._directory = build_directory_td(
+            gateway_id=self.id, base_url=self.http_url, title=f"{self.config.name} directory"
+        )
 
     async def stop(self) -> None:
         """Safe state first, then settings, then the listeners, then the audit log. Never raises."""

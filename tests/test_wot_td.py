@@ -121,7 +121,10 @@ class BadSchema(BareSensor):
 
 def _lock_td() -> dict[str, Any]:
     return build_td(
-        DummyLock("front-door", "Front door", "The front door"), gateway_id=GW, base_url=BASE
+        DummyLock("front-door", "Front door", "The front door"),
+        gateway_id=GW,
+        base_url=BASE,
+        check=True,
     )
 
 
@@ -144,7 +147,7 @@ def _form_view(forms: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     [DummyLock("front-door", "Front door"), BareSensor("t1", "Sensor"), Empty("e", "Nothing")],
 )
 def test_built_tds_are_valid_with_explicit_ops(thing: Thing) -> None:
-    td = build_td(thing, gateway_id=GW, base_url=BASE)
+    td = build_td(thing, gateway_id=GW, base_url=BASE, check=True)
     validate_td(td, require_op=True)
     assert validate_td_text(json.dumps(td), require_op=True) == td
 
@@ -163,7 +166,7 @@ def test_context_type_and_header() -> None:
 
 
 def test_bare_thing_has_plain_context_and_no_type() -> None:
-    td = build_td(BareSensor("t1", "Sensor"), gateway_id=GW, base_url=BASE)
+    td = build_td(BareSensor("t1", "Sensor"), gateway_id=GW, base_url=BASE, check=True)
     assert td["@context"] == ["https://www.w3.org/2022/wot/td/v1.1", {"@language": "en"}]
     assert "@type" not in td
     assert "description" not in td
@@ -171,7 +174,7 @@ def test_bare_thing_has_plain_context_and_no_type() -> None:
 
 
 def test_thing_without_properties_has_no_root_form() -> None:
-    td = build_td(Empty("e", "Nothing"), gateway_id=GW, base_url=BASE)
+    td = build_td(Empty("e", "Nothing"), gateway_id=GW, base_url=BASE, check=True)
     assert "properties" not in td and "forms" not in td
 
 
@@ -284,7 +287,9 @@ def test_node_wot_picks_long_poll_first() -> None:
     ],
 )
 def test_base_url_normalised(base_url: str, base: str) -> None:
-    td = build_td(DummyLock("front-door", "Front door"), gateway_id=GW, base_url=base_url)
+    td = build_td(
+        DummyLock("front-door", "Front door"), gateway_id=GW, base_url=base_url, check=True
+    )
     assert td["base"] == base
     assert td["securityDefinitions"]["bearer_sc"]["authorization"] == base_url.rstrip("/")
 
@@ -294,30 +299,30 @@ def test_base_url_normalised(base_url: str, base: str) -> None:
 )
 def test_bad_base_url(base_url: str) -> None:
     with pytest.raises(WotError):
-        build_td(BareSensor("t1", "Sensor"), gateway_id=GW, base_url=base_url)
+        build_td(BareSensor("t1", "Sensor"), gateway_id=GW, base_url=base_url, check=True)
 
 
 def test_names_are_percent_encoded() -> None:
-    td = build_td(BareSensor("hall way/1", "Sensor"), gateway_id=GW, base_url=BASE)
+    td = build_td(BareSensor("hall way/1", "Sensor"), gateway_id=GW, base_url=BASE, check=True)
     assert td["base"] == f"{BASE}/things/hall%20way%2F1/"
 
 
 def test_spec_name_must_match_its_key() -> None:
     with pytest.raises(WotError, match="temp"):
-        build_td(Misnamed("t1", "Sensor"), gateway_id=GW, base_url=BASE)
+        build_td(Misnamed("t1", "Sensor"), gateway_id=GW, base_url=BASE, check=True)
 
 
 def test_invalid_spec_schema_is_refused_with_its_pointer() -> None:
     with pytest.raises(WotError, match="/properties/t/type"):
-        build_td(BadSchema("t1", "Sensor"), gateway_id=GW, base_url=BASE)
+        build_td(BadSchema("t1", "Sensor"), gateway_id=GW, base_url=BASE, check=True)
 
 
 def test_result_is_fresh_and_specs_untouched() -> None:
     thing = DummyLock("front-door", "Front door", "The front door")
-    td = build_td(thing, gateway_id=GW, base_url=BASE)
+    td = build_td(thing, gateway_id=GW, base_url=BASE, check=True)
     td["properties"]["locked"]["type"] = "string"
     td["actions"]["unlock"]["input"]["properties"]["seconds"]["type"] = "string"
-    assert build_td(thing, gateway_id=GW, base_url=BASE) == _lock_td()
+    assert build_td(thing, gateway_id=GW, base_url=BASE, check=True) == _lock_td()
     assert thing.properties["locked"].schema == {"type": "boolean"}
     assert thing.actions["unlock"].input == {
         "type": "object",
@@ -356,7 +361,9 @@ def test_thing_id_refuses_ambiguous_inputs(gateway: str, name: str) -> None:
 
 
 def test_directory_td() -> None:
-    td = build_directory_td(gateway_id=GW, base_url=BASE + "/", title="Gateway directory")
+    td = build_directory_td(
+        gateway_id=GW, base_url=BASE + "/", title="Gateway directory", check=True
+    )
     validate_td(td, require_op=True)
     validate_td_text(json.dumps(td), require_op=True)
     assert td["@context"][:2] == [
@@ -387,7 +394,7 @@ def test_directory_td() -> None:
 
 def test_directory_needs_a_title() -> None:
     with pytest.raises(WotError):
-        build_directory_td(gateway_id=GW, base_url=BASE, title="")
+        build_directory_td(gateway_id=GW, base_url=BASE, title="", check=True)
 
 
 # -- digest ---------------------------------------------------------------------------------------

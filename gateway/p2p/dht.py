@@ -396,8 +396,11 @@ class DhtNode:
                 continue
             self._wake.clear()
             wait = min(delays, default=self.settings.republish_interval)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races with the event being set, and then stop() would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _maintain_loop(self) -> None:
         last_refresh = time.monotonic()

@@ -7,9 +7,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.wot.jsonparse import Problem, loads_strict
 from gateway.wot.td import build_directory_td, build_td, directory_id, td_digest, thing_id
-from gateway.wot.validate import TdValidationError, td_problems, validate_td, validate_td_text
+
+_LAZY = {"TdValidationError", "td_problems", "validate_td", "validate_td_text"}
+
+
+def __getattr__(name: str) -> Any:
+    """The validator (and jsonschema behind it) is imported only when first used."""
+    if name in _LAZY:
+        from gateway.wot import validate
+
+        return getattr(validate, name)
+    raise AttributeError(name)
 
 __all__ = [
     "Problem",

@@ -29,7 +29,6 @@ from urllib.parse import quote, urlsplit
 
 from gateway.errors import WotError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing
-from gateway.wot.validate import validate_td
 
 __all__ = [
     "BEARER_SCHEME",
@@ -219,11 +218,15 @@ def _event(key: str, spec: EventSpec) -> dict[str, Any]:
 # -- public builders ---------------------------------------------------------------------------
 
 
-def build_td(thing: Thing, *, gateway_id: str, base_url: str) -> dict[str, Any]:
+def build_td(
+    thing: Thing, *, gateway_id: str, base_url: str, check: bool = False
+) -> dict[str, Any]:
     """The TD 1.1 of one Thing served by this gateway at `{base_url}/things/{thing.name}/`.
 
-    The result is a fresh plain dict (safe to mutate or serialise) and has been checked with
-    `validate_td(require_op=True)`; a Thing whose specs make an invalid TD raises WotError.
+    The result is a fresh plain dict (safe to mutate or serialise). With `check=True` it is
+    checked with `validate_td(require_op=True)` (a Thing whose specs make an invalid TD raises
+    WotError). The running gateway skips that check to keep the JSON Schema machinery (about
+    8 MB) out of its memory; the test suite validates the TD of every Thing type and example.
     """
     base = _normalise_base_url(base_url)
     td: dict[str, Any] = {"@context": _context(thing.semantic_type)}
@@ -245,11 +248,14 @@ def build_td(thing: Thing, *, gateway_id: str, base_url: str) -> dict[str, Any]:
         td["events"] = events
     if properties:
         td["forms"] = [_form("properties", "readallproperties", **{"htv:methodName": "GET"})]
-    validate_td(td, require_op=True)
+    if check:
+        _validate(td)
     return td
 
 
-def build_directory_td(*, gateway_id: str, base_url: str, title: str) -> dict[str, Any]:
+def build_directory_td(
+    *, gateway_id: str, base_url: str, title: str, check: bool = False
+) -> dict[str, Any]:
     """The TD of the gateway's TD Directory (served at /.well-known/wot), after the WoT Discovery
     Thing Model (directory.tm.jsonld), reduced to the read-only part the gateway offers:
 
@@ -302,5 +308,12 @@ def build_directory_td(*, gateway_id: str, base_url: str, title: str) -> dict[st
             }
         },
     }
-    validate_td(td, require_op=True)
+    if check:
+        _validate(td)
     return td
+
+
+def _validate(td: dict[str, Any]) -> None:
+    from gateway.wot.validate import validate_td  # imported on demand: jsonschema is large
+
+    validate_td(td, require_op=True)

@@ -1,0 +1,74 @@
+"""Turning a frame into something to act on, or into a refusal with the most useful answer.
+
+A refused message is answered with a message sealed to its sender only when the sender is
+verified. `open_sealed` refuses without saying who sent the message, so for the refusals that
+can only happen after the signature was verified (time window, replay) the frame is opened once
+more without the time and replay checks, purely to learn the verified sender and the request's
+jti for the sealed error: nothing in it is acted on. Every other refusal gets a plain JSON error
+(`gateway.peer.wire.plain_error`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from gateway.errors import MessageError
+from gateway.identity import KeyPair
+from gateway.messages import Opened, codes, open_sealed
+from gateway.requests import Request
+from gateway.text import clean
+
+BINDING: Final = "p2p"
+#: The audit op of a frame refused before its operation could be read.
+UNOPENED_OP: Final = "message"
+#: Refusals raised only after the signature and every header check passed.
+_AFTER_SIGNATURE: Final = frozenset(
+    {codes.EXPIRED, codes.NOT_YET_VALID, codes.REPLAYED, codes.REPLAY_CACHE_FULL}
+)
+#: Clock leeway of the second opening: wide enough to disable the time checks.
+_NO_TIME_CHECK_S: Final = 100 * 365 * 86_400
+
+
+def verified_origin(frame: str, exc: MessageError, recipient: KeyPair) -> Opened | None:
+    """The verified sender and claims of a message refused after its signature; else None.
+
+    The result must only be used to address and audit the refusal.
+    """
+    if exc.code not in _AFTER_SIGNATURE:
+        return None
+    try:
+        return open_sealed(frame, recipient=recipient, replay=None, leeway=_NO_TIME_CHECK_S)
+    except MessageError:
+        return None
+
+
+def _name(claims: dict[str, Any], key: str) -> str:
+    value = claims.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def request_of(msg: Opened) -> Request:
+    """The transport-neutral request of a verified request message."""
+    claims = msg.claims
+    op = _name(claims, "op") or UNOPENED_OP
+    if op == "aclpush":  # the ACL text itself is not copied into the request (or the audit)
+        return Request(msg.sender.id, op, "", "acl", None, BINDING, msg.jti)
+    return Request(
+        subject=msg.sender.id,
+        op=op,
+        thing=_name(claims, "thing"),
+        name=_name(claims, "name"),
+        input=claims.get("input"),
+        binding=BINDING,
+        request_id=msg.jti,
+    )
+
+
+def unopened_request() -> Request:
+    """The audit request of a frame whose sender is not known."""
+    return Request(subject="-", op=UNOPENED_OP, thing="", binding=BINDING)
+
+
+def reason_of(exc: Exception) -> str:
+    """A refusal reason safe to log, audit and send back."""
+    return clean(str(exc), 200)

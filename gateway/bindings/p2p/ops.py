@@ -1,0 +1,176 @@
+"""The operations of the P2P binding, each translated to the one request path.
+
+- readproperty, writeproperty, invokeaction: `RequestProcessor.handle` (decide, act, audit).
+- observeproperty, subscribeevent: `RequestProcessor.open_stream`, then an `EventPush` task;
+  the reply (202) is sent before the first event. A second subscription to the same affordance
+  on the same connection replaces the first.
+- unobserveproperty, unsubscribeevent: end this peer's subscription on this connection (204,
+  also when there was none: stopping is idempotent).
+- things, td: Thing metadata, for the owner and for peers the ACL knows; `things` lists the
+  Things the peer has at least one grant on, `td` refuses the others. Refusals are audited.
+- aclpush: owner only, as in the HTTP binding (`PUT /acl`): install, then audit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.bindings.p2p import admission
+from gateway.bindings.p2p.streams import EventPush, StreamKey
+from gateway.errors import AclError
+from gateway.messages import Opened
+from gateway.peer import wire
+from gateway.requests import Outcome, Request
+from gateway.text import clean
+from gateway.things.bus import Kind
+
+if TYPE_CHECKING:
+    from gateway.bindings.p2p.session import PeerSession
+
+ONE_SHOT: Final = frozenset({"readproperty", "writeproperty", "invokeaction"})
+STREAM_KIND: Final[dict[str, Kind]] = {
+    "observeproperty": "property",
+    "unobserveproperty": "property",
+    "subscribeevent": "event",
+    "unsubscribeevent": "event",
+}
+#: Operations that make a Thing visible to a peer, by affordance kind.
+_VISIBLE_OPS: Final = {
+    "properties": ("readproperty", "writeproperty", "observeproperty"),
+    "actions": ("invokeaction",),
+    "events": ("subscribeevent",),
+}
+
+
+class Operations:
+    """Serves the verified request messages of one connection."""
+
+    def __init__(self, session: PeerSession) -> None:
+        self.session = session
+        self.ctx = session.ctx
+
+    async def dispatch(self, msg: Opened) -> None:
+        op = msg.claims["op"]
+        if op in ONE_SHOT:
+            await self._one_shot(msg)
+        elif op in ("observeproperty", "subscribeevent"):
+            await self._open_stream(msg)
+        elif op in ("unobserveproperty", "unsubscribeevent"):
+            await self._close_stream(msg)
+        elif op == "things":
+            await self._things(msg)
+        elif op == "td":
+            await self._td(msg)
+        elif op == "aclpush":
+            await self._aclpush(msg)
+        else:  # open_sealed admits only known ops; a new one must be wired here first
+            await self._refuse(msg, Outcome("unsupported_op", reason=f"op {clean(op, 32)!r}"))
+
+    async def _refuse(self, msg: Opened, outcome: Outcome) -> None:
+        req = admission.request_of(msg)
+        await self.session.answer(msg, await self.ctx.processor.reject(req, outcome))
+
+    # ----------------------------------------------------------- affordances
+    async def _one_shot(self, msg: Opened) -> None:
+        req = admission.request_of(msg)
+        outcome = await self.ctx.processor.handle(req)
+        status = wire.NO_CONTENT if req.op == "writeproperty" else None
+        await self.session.answer(msg, outcome, status)
+
+    async def _open_stream(self, msg: Opened) -> None:
+        session = self.session
+        req = admission.request_of(msg)
+        key: StreamKey = (req.subject, STREAM_KIND[req.op], req.thing, req.name)
+        if key not in session.streams and len(session.streams) >= self.ctx.limits.max_streams:
+            reason = "too many subscriptions on this connection"
+            await self._refuse(msg, Outcome(wire.RATE_LIMITED, reason=reason))
+            return
+        outcome, sub = await self.ctx.processor.open_stream(req)
+        if sub is None:
+            await session.answer(msg, outcome)
+            return
+        if session.closing:  # the connection closed while the request was being decided
+            sub.close()
+            return
+        old = session.streams.pop(key, None)
+        if old is not None:
+            await old.stop()
+        push = EventPush(session, req, sub, msg.sender, re=msg.jti)
+        session.streams[key] = push
+        await session.answer(msg, outcome, wire.ACCEPTED)
+        push.start()
+
+    async def _close_stream(self, msg: Opened) -> None:
+        req = admission.request_of(msg)
+        key: StreamKey = (req.subject, STREAM_KIND[req.op], req.thing, req.name)
+        push = self.session.streams.pop(key, None)
+        if push is not None:
+            await push.stop()
+        await self.session.answer(msg, Outcome("ok"), wire.NO_CONTENT)
+
+    # -------------------------------------------------------------- metadata
+    def _known(self, subject: str) -> bool:
+        return self.ctx.acl.key_for(subject) is not None
+
+    def _visible(self, subject: str, thing_name: str) -> bool:
+        owner = self.ctx.acl.owner
+        if owner is not None and subject == owner.id:
+            return True
+        processor = self.ctx.processor
+        thing = processor.things.get(thing_name)
+        if thing is None:
+            return False
+        tables = {"properties": thing.properties, "actions": thing.actions, "events": thing.events}
+        for kind, ops in _VISIBLE_OPS.items():
+            for affordance in tables[kind]:
+                for op in ops:
+                    req = Request(subject, op, thing_name, affordance, binding=admission.BINDING)
+                    if processor.decision(req).allowed:
+                        return True
+        return False
+
+    async def _things(self, msg: Opened) -> None:
+        subject = msg.sender.id
+        if not self._known(subject):
+            await self._refuse(msg, Outcome("forbidden", reason="not a known peer", rule="none"))
+            return
+        listing: list[dict[str, Any]] = [
+            {"name": name, "title": td.get("title", name), "id": td.get("id")}
+            for name, td in self.ctx.tds().items()
+            if self._visible(subject, name)
+        ]
+        await self.session.answer(msg, Outcome("ok", output=listing), wire.OK)
+
+    async def _td(self, msg: Opened) -> None:
+        subject, key = msg.sender.id, msg.claims["thing"]
+        if not self._known(subject):
+            await self._refuse(msg, Outcome("forbidden", reason="not a known peer", rule="none"))
+            return
+        tds = self.ctx.tds()
+        name = key if key in tds else next((n for n, t in tds.items() if t.get("id") == key), None)
+        if name is None:
+            reason = f"no Thing {clean(key, 64)!r}"
+            await self._refuse(msg, Outcome("unknown_thing", reason=reason))
+        elif not self._visible(subject, name):
+            await self._refuse(msg, Outcome("forbidden", reason="thing not granted"))
+        else:
+            await self.session.answer(msg, Outcome("ok", output=tds[name]), wire.OK)
+
+    # ------------------------------------------------------------------- ACL
+    async def _aclpush(self, msg: Opened) -> None:
+        acl, processor = self.ctx.acl, self.ctx.processor
+        req = admission.request_of(msg)
+        owner = acl.owner
+        if owner is None or req.subject != owner.id:
+            reason = "only the owner can change the ACL"
+            await self._refuse(msg, Outcome("forbidden", reason=reason, rule="owner-only"))
+            return
+        text = msg.claims["input"]  # a string: checked by open_sealed
+        try:
+            installed = acl.install(text.strip())
+        except AclError as exc:
+            await self._refuse(msg, Outcome("bad_request", reason=f"{exc.code}: {exc}"))
+            return
+        await processor.audit_event(req, f"ACL version {installed.version} installed")
+        output = {"version": installed.version, "grants": len(installed.grants)}
+        await self.session.answer(msg, Outcome("ok", output=output), wire.OK)
