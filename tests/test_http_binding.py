@@ -266,3 +266,43 @@ async def test_sse_event_stream_and_revocation_closes_it(running: Running) -> No
             assert put.status == 200
         rest = await asyncio.wait_for(resp.content.read(), 5)
         assert b"access revoked" in rest
+
+
+async def test_provision_and_acl_apply_beside_a_running_gateway(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The README flow: demo running unprovisioned, then provision + acl apply from the CLI."""
+    from gateway.acl import AclStore, new_acl, sign_acl, with_grant
+    from gateway.app import Gateway
+    from gateway.identity import generate_keypair
+    from gateway.state import StateDir
+    from tests.helpers import demo_config
+
+    state = tmp_path / "st"
+    gw_key, _ = StateDir(state).init_identity()
+    gw = await Gateway.create(demo_config(state))
+    await gw.start()
+    try:
+        owner, alice = generate_keypair(), generate_keypair()
+        other = AclStore(state, gw_key.id)  # what the CLI commands do, in another process
+        other.pin_owner(owner.public)
+        acl = with_grant(
+            new_acl(gw_key.id), Grant.for_key(alice.public, things=["*"], ops=["readproperty"])
+        )
+        other.install(sign_acl(acl, owner))
+        for _ in range(50):
+            if gw.acl.current is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert gw.acl.owner is not None and gw.acl.owner.id == owner.id
+        from gateway.auth import issue_token
+
+        tok = issue_token(alice, audience=gw_key.id)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{gw.http_url}/things/front-door/properties/state",
+                headers={"Authorization": f"Bearer {tok}"},
+            ) as resp,
+        ):
+            assert resp.status == 200 and await resp.json() == "locked"
+    finally:
+        await gw.stop()

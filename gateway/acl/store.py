@@ -116,6 +116,15 @@ class AclStore:
         """Pick up an ACL installed by another process (`streembit-gateway acl apply` while the
         gateway runs). Returns the new ACL, or None when nothing changed or the file was refused
         (then the current ACL stays; rollback and foreign signatures are refused as usual)."""
+        if self._owner is None:  # provisioned by `streembit-gateway provision` meanwhile
+            owner_path = self.state_dir / OWNER_FILE
+            if owner_path.exists():
+                try:
+                    self._owner = load_public(owner_path)
+                    log.info("owner %s pinned", self._owner.id)
+                    self._notify()
+                except IdentityError as exc:
+                    log.error("%s unreadable: %s", owner_path, exc)
         path = self.state_dir / ACL_FILE
         stamp = self._file_stamp(path)
         if stamp is None or stamp == self._stamp:
