@@ -64,9 +64,11 @@ setup_venv() {
 
 setup_test_tools() {
     apt_install mosquitto socat
-    if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 18)'; then
-        apt_install nodejs npm
+    if ! command -v node >/dev/null \
+        || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+        apt_install nodejs
     fi
+    command -v npm >/dev/null || apt_install npm
     if [ ! -d tests/interop/node_modules ] || [ tests/interop/package-lock.json -nt tests/interop/node_modules ]; then
         say "installing the interop tests' npm packages (node-wot)"
         (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)

@@ -215,6 +215,8 @@ class TokenVerifier:
             raise _fail("expired", "token expired")
         if iat > now + self.leeway or nbf > now + self.leeway:
             raise _fail("not_yet_valid", "token is not valid yet (check the clock)")
+        if exp <= iat:
+            raise _fail("bad_format", "token expires before it was issued")
         if exp - iat > self.max_ttl:
             raise _fail("too_long_lived", f"token lifetime exceeds {self.max_ttl} s")
         return Principal(id=iss, exp=exp, jti=jti)

@@ -80,7 +80,7 @@ def _when(value: str | None, what: str) -> int | None:
 
 def _save(args: argparse.Namespace, acl: Acl) -> None:
     owner = load_keypair(Path(args.key))
-    atomic_write_text(Path(args.acl), sign_acl(acl, owner) + "\n", mode=0o644)
+    atomic_write_text(Path(args.acl), sign_acl(acl, owner) + "\n", mode=0o600)
 
 
 def cmd_grant(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ Order for every request:
 3. the ACL decides (owner, grant, deny reason);
 4. an allowed request is dispatched to the Thing; its result (value or refusal) is the outcome;
 5. ONE audit record per request (who, what, allow or deny, which rule, outcome) is committed
-   before the reply leaves. If the audit log cannot be written the request is refused
-   (fail closed) and, for mutations, not attempted.
+   before the reply leaves. While the audit log is known to be failing, requests are refused
+   (fail closed) and not attempted; if the write fails only after an action ran, the reply is
+   503 audit_unavailable although the action happened (the failure is logged).
 """
 
 from __future__ import annotations

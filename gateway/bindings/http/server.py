@@ -184,7 +184,7 @@ class HttpBinding:
         try:
             if mode == "sse":
                 return await sse(request, sub, req, self.processor, who.exp)
-            return await longpoll(request, sub, req, self.processor, LONGPOLL_TIMEOUT_S)
+            return await longpoll(request, sub, req, self.processor, LONGPOLL_TIMEOUT_S, who.exp)
         finally:
             sub.close()
 
@@ -212,10 +212,11 @@ class HttpBinding:
                 "forbidden", reason="only the owner can change the ACL", rule="owner-only"
             )
             return _error(await self.processor.reject(req, out))
-        try:
-            raw = await request.content.read(ACL_MAX_BYTES + 1)
-        except web.HTTPRequestEntityTooLarge:
-            raw = b"x" * (ACL_MAX_BYTES + 1)
+        raw = b""
+        async for chunk in request.content.iter_any():  # bodies may arrive in pieces (chunked)
+            raw += chunk
+            if len(raw) > ACL_MAX_BYTES:
+                break
         if len(raw) > ACL_MAX_BYTES:
             return _error(
                 await self.processor.reject(req, Outcome("too_large", reason="ACL too large"))

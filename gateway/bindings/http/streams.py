@@ -31,10 +31,12 @@ async def longpoll(
     req: Request,
     processor: RequestProcessor,
     hold_s: float,
+    token_exp: float,
 ) -> web.StreamResponse:
     """Answer with the next notification, or after `hold_s` with the last value (properties)
     or 204 (events) after `hold_s`. node-wot re-issues the request after every answer."""
-    deadline = time.monotonic() + hold_s
+    # never hold past the bearer token's expiry: the answer then is the same as on a timeout
+    deadline = time.monotonic() + max(0.0, min(hold_s, token_exp - time.time()))
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
