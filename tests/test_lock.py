@@ -243,3 +243,29 @@ async def test_nothing_runs_after_stop() -> None:
     assert await first == "unlocked"
     await stopping
     assert driver.value("bolt") is True and thing._state == "locked"
+
+
+async def test_cancelled_unlock_fails_secure() -> None:
+    """A caller that gives up part-way through an unlock must not leave the bolt open."""
+    import asyncio as _asyncio
+
+    from device_drivers.sim import SimDriver
+    from gateway.config import LockSafety
+    from gateway.things import Lock
+
+    for delay in (0.0, 0.01, 0.1, 0.3):  # all before the 0.5 s bolt travel ends
+        driver = SimDriver("door", "lock", {"bolt_travel_s": 0.5})
+        lock = Lock("door", "Door", driver, LockSafety(auto_relock_s=0, jam_timeout_s=1.0))
+        await lock.start()
+        try:
+            task = _asyncio.create_task(lock.invoke_action("unlock", None, "alice"))
+            await _asyncio.sleep(delay)
+            task.cancel()
+            with __import__("contextlib").suppress(_asyncio.CancelledError, Exception):
+                await task
+            await _asyncio.sleep(0.6)
+            state = await lock.read_property("state")
+            assert state in ("locked", "jammed"), (delay, state)
+            assert driver.value("bolt") is True, f"bolt commanded open after cancel at {delay}"
+        finally:
+            await lock.stop()

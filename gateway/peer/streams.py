@@ -79,7 +79,7 @@ class PeerStream:
         if was_active and not self.conn.closed:
             with contextlib.suppress(PeerError):
                 await self.conn.request(
-                    STOP_OPS[self.op], thing=self.thing, name=self.name, timeout=STOP_TIMEOUT_S
+                    STOP_OPS[self.op], thing=self.thing, name=self.name, timeout_s=STOP_TIMEOUT_S
                 )
 
     async def __aenter__(self) -> PeerStream:

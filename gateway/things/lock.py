@@ -265,7 +265,17 @@ class Lock(Thing):
         self._driver_up = True
 
     async def _drive(self, locked: bool, actor: str, reason: str) -> LockState:
-        """Command the bolt and wait for confirmation (rule 2). The caller holds `_op`."""
+        """Command the bolt and wait for confirmation (rule 2). The caller holds `_op`.
+
+        Cancelled part-way (a caller gave up, shutdown), the lock fails secure: the bolt is
+        commanded locked and the state becomes `jammed` until a `lock` confirms it."""
+        try:
+            return await self._drive_once(locked, actor, reason)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._fail_secure("operation cancelled part-way", actor))
+            raise
+
+    async def _drive_once(self, locked: bool, actor: str, reason: str) -> LockState:
         self._cancel(self._watch)
         try:
             await self._write("bolt", locked)

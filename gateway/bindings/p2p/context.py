@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -10,6 +12,8 @@ from gateway.acl import AclStore
 from gateway.identity import KeyPair
 from gateway.messages import RateLimiter, ReplayCache
 from gateway.requests import RequestProcessor
+
+log = logging.getLogger(__name__)
 
 TdSource = Callable[[], dict[str, dict[str, Any]]]  # thing name -> TD
 
@@ -29,6 +33,8 @@ class Limits:
     max_connections_per_addr: int = 32
     #: Requests being served at once per connection (reads and actions run concurrently).
     max_inflight: int = 16
+    #: Requests being served at once in total (they outlive a disconnected peer).
+    max_requests: int = 256
     #: Live subscriptions per connection.
     max_streams: int = 32
     #: Consecutive frames refused by the rate limit before the connection is closed.
@@ -52,6 +58,10 @@ class P2PContext:
     tds: TdSource
     limits: Limits
     replay: ReplayCache = field(default_factory=ReplayCache)
+    #: One-shot requests being served, of every connection. They are not cancelled when their
+    #: peer disconnects (a Thing operation is left to finish: cancelling an unlock half-way
+    #: could leave a bolt open); `P2PBinding.stop` waits for them, then cancels what is left.
+    requests: set[asyncio.Task[None]] = field(default_factory=set)
     conn_limiter: RateLimiter = field(init=False)
     addr_limiter: RateLimiter = field(init=False)
     peer_limiter: RateLimiter = field(init=False)
@@ -61,3 +71,9 @@ class P2PContext:
         self.conn_limiter = RateLimiter(lim.rate_per_s, lim.burst)
         self.addr_limiter = RateLimiter(lim.rate_per_s * lim.addr_share, lim.burst * lim.addr_share)
         self.peer_limiter = RateLimiter(lim.rate_per_s, lim.burst)
+
+
+def log_failure(task: asyncio.Task[None]) -> None:
+    """Done-callback of the binding's tasks: log an unexpected exception (and retrieve it)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("task %s failed", task.get_name(), exc_info=exc)

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 REPLAY_PURGE_S: Final = 1.0  # free the replay cache's expired entries this often
 SHUTDOWN_TIMEOUT_S: Final = 5.0  # aiohttp waits this long for handlers at cleanup
+#: At stop, requests still running get this long to finish before they are cancelled: a lock
+#: operation is bounded by its jam timeout and 5 s driver timeouts.
+REQUEST_DRAIN_S: Final = 10.0
 
 
 class P2PBinding:
@@ -107,6 +110,7 @@ class P2PBinding:
             purge.cancel()
             await asyncio.wait({purge})
         await self._close_sessions()
+        await self._drain_requests()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -118,6 +122,17 @@ class P2PBinding:
         sessions = list(self.sessions)
         if sessions:  # each close is bounded by CLOSE_TIMEOUT_S
             await asyncio.gather(*(s.close(WSCloseCode.GOING_AWAY) for s in sessions))
+
+    async def _drain_requests(self) -> None:
+        requests = set(self.ctx.requests)
+        if not requests:
+            return
+        _, late = await asyncio.wait(requests, timeout=REQUEST_DRAIN_S)
+        for task in late:
+            log.warning("P2P request %s still running at stop: cancelled", task.get_name())
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def _purge_replay(self) -> None:
         while True:

@@ -25,7 +25,7 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.bindings.p2p import admission
-from gateway.bindings.p2p.context import P2PContext
+from gateway.bindings.p2p.context import P2PContext, log_failure
 from gateway.bindings.p2p.ops import ONE_SHOT, Operations
 from gateway.bindings.p2p.streams import EventPush, StreamKey
 from gateway.errors import MessageError
@@ -85,9 +85,13 @@ class PeerSession:
                 await self.ws.close(code=code)
 
     async def shutdown(self) -> None:
-        """Cancel every task of this connection and close its subscriptions."""
+        """Cancel this connection's subscription tasks and close its subscriptions.
+
+        Its one-shot requests are left to finish (see `P2PContext.requests`); their answers
+        are dropped.
+        """
         self.closing = True
-        tasks: set[asyncio.Task[None]] = set(self._inflight)
+        tasks: set[asyncio.Task[None]] = set()
         pushes = list(self.streams.values())
         self.streams.clear()
         for push in pushes:
@@ -98,18 +102,20 @@ class PeerSession:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)  # raises CancelledError if *we* are cancelled
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                log.error("%s: task %s failed", self.label, task.get_name(), exc_info=task.exception())
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> bool:
         """Run CORO as a named task owned by this connection; False if too many are running."""
-        if len(self._inflight) >= self.ctx.limits.max_inflight or self.closing:
+        lim = self.ctx.limits
+        busy = len(self._inflight) >= lim.max_inflight or len(self.ctx.requests) >= lim.max_requests
+        if busy or self.closing:
             coro.close()
             return False
         task = asyncio.create_task(coro, name=f"{self.label}-{what}")
         self._inflight.add(task)
+        self.ctx.requests.add(task)
         task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self.ctx.requests.discard)
+        task.add_done_callback(log_failure)
         return True
 
     def wake_streams(self) -> None:
@@ -131,7 +137,9 @@ class PeerSession:
             return True
         if msg.typ != "request":
             reason = f"a {msg.typ} message is not a request; dropped"
-            await ctx.processor.reject(admission.request_of(msg), Outcome(codes.BAD_TYPE, reason=reason))
+            await ctx.processor.reject(
+                admission.request_of(msg), Outcome(codes.BAD_TYPE, reason=reason)
+            )
             return True
         if not ctx.peer_limiter.allow(msg.sender.id):
             await self._audit_limited(admission.request_of(msg), "peer over its message rate")

@@ -10,17 +10,15 @@ plus those the bus dropped for this subscriber, so a gap shows loss.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Final
 
+from gateway.bindings.p2p.context import log_failure
 from gateway.identity import PublicIdentity
 from gateway.requests import Request
 from gateway.things.bus import Kind, Notification, Subscription
 
 if TYPE_CHECKING:
     from gateway.bindings.p2p.session import PeerSession
-
-log = logging.getLogger(__name__)
 
 #: (subscriber id, "property" | "event", thing, affordance): one subscription each per connection.
 StreamKey = tuple[str, Kind, str, str]
@@ -54,6 +52,7 @@ class EventPush:
         """Start delivering (after the subscribing request was answered)."""
         name = f"{self.session.label}-push-{self.sub.kind}-{self.re[:8]}"
         self.task = asyncio.create_task(self._run(), name=name)
+        self.task.add_done_callback(log_failure)
 
     def wake(self) -> None:
         """Re-check the ACL now (the ACL changed)."""

@@ -1,0 +1,401 @@
+"""The peer client: talk to a gateway over the Streembit P2P binding from any program.
+
+    async with PeerClient(my_key) as client:
+        conn = await client.connect("ws://192.0.2.7:8765/p2p", gateway_identity)
+        await conn.invoke("front-door", "unlock")
+
+Every request is a message sealed to the gateway (docs/protocol.md) with a fresh `jti`; the
+answer is accepted only if it opens with our key, comes from the gateway's key (`iss`), and
+refers to that `jti` (`re`). A refusal raises `PeerRequestError(code, reason, status)`; no
+answer within the timeout raises `PeerTimeoutError`; a closed connection fails every pending
+request and stream with `PeerConnectionError`. There is no reconnection here: connect again.
+Finding the gateway's address and key (the DHT contact record) is not this module's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from gateway.errors import MessageError
+from gateway.identity import KeyPair, PublicIdentity
+from gateway.messages import Opened, ReplayCache, new_jti, open_sealed, seal
+from gateway.peer import wire
+from gateway.peer.errors import (
+    PeerConnectionError,
+    PeerError,
+    PeerRequestError,
+    PeerTimeoutError,
+)
+from gateway.peer.streams import PeerEvent, PeerStream
+from gateway.text import clean
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S: Final = 10.0  # the gateway answers in milliseconds; a lock needs ~1 s
+CONNECT_TIMEOUT_S: Final = 10.0  # TCP + WebSocket handshake
+CLOSE_TIMEOUT_S: Final = 2.0  # wait this long for the gateway to confirm a close
+SEND_TIMEOUT_S: Final = 10.0  # a gateway that does not read our frame is treated as gone
+HEARTBEAT_S: Final = 30.0  # WebSocket ping: a dead gateway is noticed within about this long
+
+_UNSET: Final[Any] = object()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer: `status` 200 (with `output`), 202 (accepted) or 204."""
+
+    status: int
+    output: Any = None
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Reply]
+    digest: str
+
+
+class PeerConnection:
+    """One WebSocket to one gateway. Create it with `PeerClient.connect`."""
+
+    def __init__(
+        self,
+        key: KeyPair,
+        gateway: PublicIdentity,
+        url: str,
+        ws: aiohttp.ClientWebSocketResponse,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.key = key
+        self.gateway = gateway
+        self.url = url
+        self.request_timeout = request_timeout
+        self._ws = ws
+        self._pending: dict[str, _Pending] = {}
+        self._by_digest: dict[str, str] = {}  # frame digest -> jti, for plain refusals
+        self._streams: dict[str, PeerStream] = {}  # subscribing jti -> stream
+        self._replay = ReplayCache()
+        self._send_lock = asyncio.Lock()
+        self._error: PeerConnectionError | None = None
+        self._reader = asyncio.create_task(self._read(), name=f"peer-read-{gateway.id[:8]}")
+
+    @property
+    def closed(self) -> bool:
+        return self._error is not None
+
+    # ------------------------------------------------------------------ operations
+    async def things(self) -> list[dict[str, Any]]:
+        """The Things this peer may use: [{"name", "title", "id"}]."""
+        out = (await self.request("things")).output
+        if not isinstance(out, list) or not all(isinstance(x, dict) for x in out):
+            raise PeerError("the gateway's Thing list is malformed", code="bad_reply")
+        return out
+
+    async def td(self, thing: str) -> dict[str, Any]:
+        """The Thing Description of THING (its name or TD id)."""
+        out = (await self.request("td", thing=thing)).output
+        if not isinstance(out, dict):
+            raise PeerError("the gateway's Thing Description is malformed", code="bad_reply")
+        return out
+
+    async def read(self, thing: str, prop: str) -> Any:
+        """The current value of property PROP."""
+        return (await self.request("readproperty", thing=thing, name=prop)).output
+
+    async def write(self, thing: str, prop: str, value: Any) -> None:
+        """Set property PROP to VALUE."""
+        await self.request("writeproperty", thing=thing, name=prop, input=value)
+
+    async def invoke(self, thing: str, action: str, input: Any = None) -> Any:
+        """Invoke ACTION (with INPUT if not None); its output, or None."""
+        kw: dict[str, Any] = {} if input is None else {"input": input}
+        return (await self.request("invokeaction", thing=thing, name=action, **kw)).output
+
+    def observe(self, thing: str, prop: str) -> PeerStream:
+        """Changes of property PROP: use `async with` (or iterate) to start."""
+        return PeerStream(self, "observeproperty", thing, prop)
+
+    def subscribe(self, thing: str, event: str) -> PeerStream:
+        """Occurrences of event EVENT: use `async with` (or iterate) to start."""
+        return PeerStream(self, "subscribeevent", thing, event)
+
+    async def acl_push(self, acl_text: str) -> dict[str, Any]:
+        """Install an owner-signed ACL (the owner's key only): {"version", "grants"}."""
+        out = (await self.request("aclpush", input=acl_text)).output
+        return out if isinstance(out, dict) else {}
+
+    async def request(
+        self,
+        op: str,
+        *,
+        thing: str | None = None,
+        name: str | None = None,
+        input: Any = _UNSET,
+        timeout_s: float | None = None,
+        jti: str | None = None,
+    ) -> Reply:
+        """Send one request and wait for its reply (the operations above use this)."""
+        body: dict[str, Any] = {"op": op}
+        if thing is not None:
+            body["thing"] = thing
+        if name is not None:
+            body["name"] = name
+        if input is not _UNSET:
+            body["input"] = input
+        jti = new_jti() if jti is None else jti
+        limit = self.request_timeout if timeout_s is None else timeout_s
+        future = await self._send(body, jti)
+        try:
+            async with asyncio.timeout(limit):
+                return await future
+        except TimeoutError:
+            raise PeerTimeoutError(
+                f"no answer to {op} from the gateway within {limit:g} s"
+            ) from None
+        finally:
+            pending = self._pending.pop(jti, None)
+            if pending is not None:
+                self._by_digest.pop(pending.digest, None)
+
+    async def close(self) -> None:
+        """Close the connection; pending requests and streams fail. Idempotent."""
+        self._fail_all(PeerConnectionError("connection closed by this client"))
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError, RuntimeError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._ws.close()
+        if not self._reader.done():
+            self._reader.cancel()
+        await asyncio.wait({self._reader})
+
+    async def __aenter__(self) -> PeerConnection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ streams
+    async def _start_stream(self, stream: PeerStream) -> None:
+        jti = new_jti()
+        stream.jti = jti
+        self._streams[jti] = stream
+        try:
+            await self.request(stream.op, thing=stream.thing, name=stream.name, jti=jti)
+        except BaseException as exc:
+            self._streams.pop(jti, None)
+            stream._finish(exc if isinstance(exc, PeerError) else None)
+            raise
+
+    def _forget_stream(self, stream: PeerStream) -> None:
+        if stream.jti is not None and self._streams.get(stream.jti) is stream:
+            del self._streams[stream.jti]
+
+    # ------------------------------------------------------------------ sending
+    async def _send(self, body: dict[str, Any], jti: str) -> asyncio.Future[Reply]:
+        if self._error is not None:
+            raise PeerConnectionError(str(self._error), code=self._error.code)
+        try:
+            frame = seal(body, sender=self.key, recipient=self.gateway, typ="request", jti=jti)
+        except MessageError as exc:  # we would send what the gateway refuses: don't
+            status = wire.refusal_status(exc.code)
+            raise PeerRequestError(exc.code, f"not sent: {exc}", status) from None
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        digest = wire.frame_digest(frame)
+        self._pending[jti] = _Pending(future, digest)
+        self._by_digest[digest] = jti
+        try:
+            async with self._send_lock, asyncio.timeout(SEND_TIMEOUT_S):
+                await self._ws.send_str(frame)
+        except (TimeoutError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            self._pending.pop(jti, None)
+            self._by_digest.pop(digest, None)
+            why = clean(str(exc)) or type(exc).__name__
+            raise PeerConnectionError(f"cannot send to the gateway: {why}") from None
+        return future
+
+    # ------------------------------------------------------------------ receiving
+    async def _read(self) -> None:
+        reason = "the gateway closed the connection"
+        try:
+            async for msg in self._ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    self._on_frame(msg.data)
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    reason = f"connection error: {self._ws.exception()}"
+                    break
+                else:
+                    reason = "the gateway sent a binary frame"
+                    break
+            code = self._ws.close_code
+            if code is not None:
+                reason = f"{reason} (WebSocket close code {code})"
+        finally:
+            self._fail_all(PeerConnectionError(reason))
+
+    def _on_frame(self, frame: str) -> None:
+        if frame.startswith("{"):
+            self._on_plain_error(frame)
+            return
+        try:
+            msg = open_sealed(frame, recipient=self.key, replay=self._replay)
+        except MessageError as exc:
+            log.warning("dropped a frame from %s: %s", clean(self.url), exc.code)
+            return
+        if msg.sender.id != self.gateway.id:
+            log.warning("dropped a message from %s: not the gateway's key", clean(msg.sender.id))
+            return
+        if msg.typ == "reply":
+            claims = msg.claims
+            self._settle(claims["re"], Reply(claims["status"], claims.get("output")))
+        elif msg.typ == "error":
+            self._on_error(msg)
+        elif msg.typ == "event":
+            self._on_event(msg)
+        else:
+            log.debug("ignored a %s message from the gateway", msg.typ)
+
+    def _settle(self, jti: str, result: Reply | BaseException) -> bool:
+        pending = self._pending.get(jti)
+        if pending is None or pending.future.done():
+            return False
+        if isinstance(result, BaseException):
+            pending.future.set_exception(result)
+        else:
+            pending.future.set_result(result)
+        return True
+
+    def _on_plain_error(self, frame: str) -> None:
+        plain = wire.parse_plain_error(frame)
+        if plain is None:
+            log.warning("dropped a malformed frame from %s", clean(self.url))
+            return
+        jti = self._by_digest.get(plain.frame)
+        reason = "refused by the gateway before opening the message"
+        if jti is None or not self._settle(jti, PeerRequestError(plain.code, reason, plain.status)):
+            log.info("the gateway refused a frame: %s", clean(plain.code, 64))
+
+    def _on_error(self, msg: Opened) -> None:
+        claims = msg.claims
+        status = claims.get("status", 400)
+        error = PeerRequestError(claims["code"], claims.get("message", ""), status)
+        re = claims.get("re")
+        if not isinstance(re, str):
+            log.info("the gateway reported %s", clean(claims["code"], 64))
+        elif not self._settle(re, error) and re in self._streams:
+            self._streams.pop(re)._finish(error)
+
+    def _on_event(self, msg: Opened) -> None:
+        claims = msg.claims
+        re = claims.get("re")
+        stream = self._streams.get(re) if isinstance(re, str) else None
+        if stream is None and re is None:
+            stream = next(
+                (
+                    s
+                    for s in self._streams.values()
+                    if (s.thing, s.name) == (claims["thing"], claims["name"])
+                ),
+                None,
+            )
+        if stream is not None:
+            stream._push(
+                PeerEvent(claims["thing"], claims["name"], claims["seq"], claims.get("data"))
+            )
+
+    def _fail_all(self, error: PeerConnectionError) -> None:
+        if self._error is None:
+            self._error = error
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(self._error)
+        self._pending.clear()
+        self._by_digest.clear()
+        for stream in list(self._streams.values()):
+            stream._finish(self._error)
+        self._streams.clear()
+
+
+class PeerClient:
+    """A peer identity's client: opens connections to gateways, closes them all at the end."""
+
+    def __init__(
+        self,
+        key: KeyPair,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.key = key
+        self.request_timeout = request_timeout
+        self._session = session
+        self._own_session = session is None
+        self._conns: set[PeerConnection] = set()
+
+    async def __aenter__(self) -> PeerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self, url: str, gateway: PublicIdentity) -> PeerConnection:
+        """Open a WebSocket to the gateway at URL (ws:// or wss://) whose key is GATEWAY."""
+        if urlsplit(url).scheme not in ("ws", "wss"):
+            raise PeerConnectionError(f"not a WebSocket URL: {clean(url)!r}", code="bad_url")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                ws = await self._session.ws_connect(
+                    url,
+                    max_msg_size=wire.HARD_FRAME_BYTES,
+                    heartbeat=HEARTBEAT_S,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
+                )
+        except TimeoutError:
+            raise PeerConnectionError(
+                f"cannot connect to {clean(url)}: no answer within {CONNECT_TIMEOUT_S:g} s",
+                code="connect_failed",
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerConnectionError(
+                f"cannot connect to {clean(url)}: {clean(str(exc))}", code="connect_failed"
+            ) from None
+        conn = PeerConnection(self.key, gateway, url, ws, request_timeout=self.request_timeout)
+        self._conns = {c for c in self._conns if not c.closed}
+        self._conns.add(conn)
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection (and the HTTP session if this client created it)."""
+        conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            await conn.close()
+        if self._own_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "REQUEST_TIMEOUT_S",
+    "PeerClient",
+    "PeerConnection",
+    "Reply",
+]
