@@ -203,7 +203,7 @@ def start_gateway(workdir: Path) -> tuple[Server, str]:
     token = token.splitlines()[-1].strip()
     server = spawn_until_ready(
         "gateway",
-        [str(GATEWAY), "demo", "--state", str(state), "--http-port", "0", "--json"],
+        [str(GATEWAY), "demo", "--state", str(state), "--http-port", "0", "--no-p2p", "--json"],
         "http",
         workdir,
     )

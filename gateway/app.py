@@ -23,14 +23,16 @@ from gateway.acl import AclStore
 from gateway.audit import AuditLog
 from gateway.auth import TokenVerifier
 from gateway.bindings.http import HttpBinding
+from gateway.bindings.p2p import P2PBinding
 from gateway.config import GatewayConfig
 from gateway.errors import StreembitError
 from gateway.identity import KeyPair
+from gateway.p2p import DhtNode
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
 from gateway.things import Thing, build_thing
-from gateway.wot import build_directory_td, build_td
+from gateway.wot import build_directory_td, build_td, td_digest
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Gateway:
     http: HttpBinding | None = None
     runner: web.AppRunner | None = None
     http_url: str = ""
+    p2p: P2PBinding | None = None
+    dht: DhtNode | None = None
     started_at: float = field(default_factory=time.monotonic)
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
     _directory: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +99,10 @@ class Gateway:
                 started.append(thing)
             await self._restore_settings()
             await self._start_http()
+            if self.config.p2p.enabled:
+                await self._start_p2p()
         except BaseException:
+            await self._stop_network()
             for thing in reversed(started):
                 await thing.stop()
             self.audit.close()
@@ -145,12 +152,68 @@ class Gateway:
             gateway_id=self.id, base_url=self.http_url, title=f"{self.config.name} directory"
         )
 
+    async def _start_p2p(self) -> None:
+        """The sealed-message WebSocket, then the DHT node, then our signed contact record."""
+        cfg = self.config.p2p
+        self.p2p = P2PBinding(
+            self.identity,
+            self.processor,
+            self.acl,
+            self.tds,
+            host=cfg.ws_host,
+            port=cfg.ws_port,
+            rate_per_s=cfg.rate_per_s,
+            burst=cfg.burst,
+        )
+        await self.p2p.start()
+        self.dht = DhtNode(cfg.dht_host, cfg.dht_port, bootstrap=cfg.bootstrap)
+        await self.dht.start()
+        await self.publish_contact()
+
+    @property
+    def contact_addrs(self) -> list[str]:
+        if self.config.p2p.public_ws:
+            return list(self.config.p2p.public_ws)
+        return [self.p2p.url] if self.p2p is not None else []
+
+    def things_digest(self) -> str:
+        """Digest of the TD Directory listing, published in the contact record."""
+        return td_digest({"things": [self._tds[name] for name in sorted(self._tds)]})
+
+    async def publish_contact(self) -> int:
+        """(Re)publish the signed contact record; returns how many nodes accepted it.
+
+        The DHT node re-signs and republishes it before it expires; call this again when the
+        addresses change. A lone first node stores it locally and counts itself."""
+        if self.dht is None:
+            return 0
+        _, count = await self.dht.publish_contact(
+            self.identity,
+            addrs=self.contact_addrs,
+            td_digest=self.things_digest(),
+            ttl=self.config.p2p.record_ttl_s,
+        )
+        if count == 0:
+            log.warning("contact record not stored by any DHT node yet; it is republished")
+        return count
+
+    async def _stop_network(self) -> None:
+        if self.p2p is not None:
+            with contextlib.suppress(Exception):
+                await self.p2p.stop()
+            self.p2p = None
+        if self.dht is not None:
+            with contextlib.suppress(Exception):
+                await self.dht.stop()
+            self.dht = None
+
     async def stop(self) -> None:
         """Safe state first, then settings, then the listeners, then the audit log. Never raises."""
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_network()  # no new peer requests; running ones finish first
         for thing in self.things.values():
             try:
                 await thing.stop()
@@ -218,7 +281,7 @@ class Gateway:
                     log.warning("not restoring %s.%s: %s", name, pname, exc)
 
     def ready_info(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "id": self.id,
             "http": self.http_url,
             "things": list(self.things),
@@ -226,6 +289,11 @@ class Gateway:
             "state": str(self.state.path),
             "ready_s": round(time.monotonic() - self.started_at, 3),
         }
+        if self.dht is not None:
+            info["dht"] = f"{self.dht.host}:{self.dht.port}"
+        if self.p2p is not None:
+            info["ws"] = self.p2p.url
+        return info
 
 
 def state_path(p: str | Path) -> Path:

@@ -11,7 +11,7 @@ import aiohttp
 from gateway.acl import AclStore, Grant, new_acl, sign_acl, with_grant
 from gateway.app import Gateway
 from gateway.auth import issue_token
-from gateway.config import GatewayConfig, LockSafety, default_config
+from gateway.config import GatewayConfig, LockSafety, P2pConfig, default_config
 from gateway.identity import KeyPair
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,10 +42,11 @@ class World:
         return text
 
 
-def demo_config(state: Path) -> GatewayConfig:
+def demo_config(state: Path, *, p2p: P2pConfig | None = None) -> GatewayConfig:
+    """The demo's Things on free loopback ports; HTTP only unless P2P settings are given."""
     cfg = default_config(state, http_port=0)
     lock = dataclasses.replace(cfg.things[0], safety=LockSafety(auto_relock_s=0, jam_timeout_s=1.0))
-    return dataclasses.replace(cfg, things=(lock, cfg.things[1]))
+    return dataclasses.replace(cfg, things=(lock, cfg.things[1]), p2p=p2p or P2pConfig())
 
 
 @dataclass

@@ -164,7 +164,19 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
     run(GW, "provision", "--state", s["st"], "--owner-key", f"{s['k']}/owner.pub")
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
+        [
+            GW,
+            "demo",
+            "--state",
+            s["st"],
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--dht-port",
+            "0",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -174,6 +186,7 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
         ready = json.loads(proc.stdout.readline())
         assert ready["id"] == s["gw"] and ready["http"].startswith("http://127.0.0.1:")
         assert ready["owner"] == s["owner"]
+        assert ready["ws"].startswith("ws://127.0.0.1:") and ready["dht"].startswith("127.0.0.1:")
         assert time.monotonic() - t0 < 10
         tok = run(PEER, "token", "--key", f"{s['k']}/owner", "--gateway", s["gw"]).stdout.strip()
         base = ready["http"] + "/things"
@@ -204,7 +217,19 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
 def test_second_gateway_on_same_state_refuses(setup: dict[str, str]) -> None:
     s = setup
     proc = subprocess.Popen(
-        [GW, "demo", "--state", s["st"], "--http-port", "0", "--json"],
+        [
+            GW,
+            "demo",
+            "--state",
+            s["st"],
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--dht-port",
+            "0",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -212,7 +237,7 @@ def test_second_gateway_on_same_state_refuses(setup: dict[str, str]) -> None:
     try:
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())
-        second = run(GW, "demo", "--state", s["st"], "--http-port", "0", ok=False)
+        second = run(GW, "demo", "--state", s["st"], "--http-port", "0", "--no-p2p", ok=False)
         assert second.returncode == 1 and "another gateway is running" in second.stderr
     finally:
         proc.send_signal(signal.SIGINT)

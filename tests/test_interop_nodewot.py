@@ -294,7 +294,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "WOT_PORT")}
     with open(stderr, "w") as err:
         proc = subprocess.Popen(
-            [str(GATEWAY), "demo", "--state", str(state), "--http-port", "0", "--json"],
+            [str(GATEWAY), "demo", "--state", str(state), "--http-port", "0", "--no-p2p", "--json"],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

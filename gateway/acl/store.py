@@ -86,6 +86,37 @@ class AclStore:
             self._owner = pub
         self._notify()
 
+    def transfer_owner(self, new_owner: PublicIdentity, *, from_owner_id: str) -> None:
+        """Pin NEW_OWNER in place of the owner FROM_OWNER_ID and remove that owner's ACL.
+
+        The caller has verified the owner-signed transfer statement
+        (`gateway.provisioning.transfer`); this only applies it, atomically with respect to other
+        changes: ProvisioningError("owner_changed") if the owner is no longer FROM_OWNER_ID.
+        The old owner's grants end at once (the ACL was their decision); the new owner signs a
+        new ACL, starting again at any version.
+        """
+        with self._lock:
+            if self._owner is None or self._owner.id != from_owner_id:
+                raise ProvisioningError(
+                    "the owner changed meanwhile; the transfer is void", code="owner_changed"
+                )
+            atomic_write_bytes(self.state_dir / OWNER_FILE, new_owner.pem(), mode=PUBLIC_FILE_MODE)
+            (self.state_dir / ACL_FILE).unlink(missing_ok=True)
+            self._owner = new_owner
+            self._current = None
+            self._stamp = None
+        log.info("ownership transferred from %s to %s", from_owner_id, new_owner.id)
+        self._notify()
+
+    def forget(self) -> None:
+        """Drop the owner and the ACL from memory (after a factory reset wiped their files):
+        until re-provisioned, nobody has access."""
+        with self._lock:
+            self._owner = None
+            self._current = None
+            self._stamp = None
+        self._notify()
+
     def install(self, text: str) -> Acl:
         """Verify TEXT against the pinned owner, write it, make it current; AclError if refused."""
         with self._lock:

@@ -36,8 +36,14 @@ def fail(args: argparse.Namespace, exc: StreembitError) -> int:
     return code
 
 
-def add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+def add_json(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """--json on the top-level parser and on every subcommand (either place works)."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print machine-readable JSON",
+    )
 
 
 def setup_logging(level: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
 from gateway.cli.common import EXIT_OK, add_json, out, run
-from gateway.cli.serve import run_serve
+from gateway.cli.serve import add_serve_flags, run_serve
 from gateway.config import default_config, load_config
 from gateway.errors import ProvisioningError
 from gateway.identity import load_public
@@ -111,6 +111,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streembit-gateway", description=__doc__)
     p.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    add_json(p, top=True)
     sub = p.add_subparsers(metavar="COMMAND")
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
                 help="create the gateway key if the state folder has none",
             )
             sp.set_defaults(func=cmd_run)
-        sp.add_argument("--http-port", type=int, default=None, help="0 picks a free port")
+        add_serve_flags(sp, "default 8080")
 
     sp = cmd("check-config", "check a config file and exit")
     sp.add_argument("config", type=Path)

@@ -19,6 +19,7 @@ from gateway.acl import (
 )
 from gateway.auth import issue_token
 from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.cli.peer_net import add_network_commands
 from gateway.errors import AclError, IdentityError, StreembitError
 from gateway.identity import generate_keypair, load_keypair, load_public, write_keypair
 from gateway.storage import atomic_write_text
@@ -144,6 +145,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streembit-peer", description=__doc__)
     p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a DHT node to join the network through (repeatable)",
+    )
+    p.add_argument("--key", default=None, help="your private key file (network commands)")
+    add_json(p, top=True)
     sub = p.add_subparsers(metavar="COMMAND")
 
     sp = sub.add_parser("keygen", help="create a key pair: FILE (private, 0600) and FILE.pub")
@@ -191,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
     add_json(sp)
     sp.add_argument("--acl", required=True)
     sp.set_defaults(func=cmd_show)
+    add_network_commands(sub, acl)
     return p
 
 

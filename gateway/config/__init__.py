@@ -1,11 +1,12 @@
 """Typed, frozen configuration loaded from TOML. See `gateway.config.load`."""
 
-from gateway.config.load import default_config, load_config, parse_config
+from gateway.config.load import default_config, load_config, parse_config, parse_hostport
 from gateway.config.model import (
     THING_TYPES,
     GatewayConfig,
     HttpConfig,
     LockSafety,
+    P2pConfig,
     SensorSafety,
     SwitchSafety,
     ThermostatSafety,
@@ -17,6 +18,7 @@ __all__ = [
     "GatewayConfig",
     "HttpConfig",
     "LockSafety",
+    "P2pConfig",
     "SensorSafety",
     "SwitchSafety",
     "ThermostatSafety",
@@ -24,4 +26,5 @@ __all__ = [
     "default_config",
     "load_config",
     "parse_config",
+    "parse_hostport",
 ]

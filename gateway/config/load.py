@@ -19,6 +19,7 @@ from gateway.config.model import (
     GatewayConfig,
     HttpConfig,
     LockSafety,
+    P2pConfig,
     Safety,
     SensorSafety,
     SwitchSafety,
@@ -149,7 +150,7 @@ def parse_config(
     r = _Reader(source)
     r.unknown(data, {"gateway", "things"}, "")
     gw = r.table(data, "gateway", "gateway")
-    r.unknown(gw, {"name", "state_dir", "http"}, "gateway")
+    r.unknown(gw, {"name", "state_dir", "http", "p2p"}, "gateway")
     name = r.str_(gw, "name", "gateway.name", "streembit-gateway")
     state = Path(r.str_(gw, "state_dir", "gateway.state_dir", "/var/lib/streembit-gateway"))
     if not state.is_absolute() and base_dir is not None:
@@ -166,6 +167,7 @@ def parse_config(
             http, "max_body", "gateway.http.max_body", 64 * 1024, 256, 16 * 1024 * 1024
         ),
     )
+    p2p_cfg = _p2p(r, gw)
     things_raw = data.get("things", [])
     if not isinstance(things_raw, list):
         raise r.fail("things", "an array of tables ([[things]])")
@@ -175,7 +177,59 @@ def parse_config(
         if t.name in seen:
             raise r.fail(f"things[{i}].name", f"a unique name ({t.name!r} is used twice)")
         seen.add(t.name)
-    return GatewayConfig(name=name, state_dir=state, http=http_cfg, things=things, source=source)
+    return GatewayConfig(
+        name=name, state_dir=state, http=http_cfg, p2p=p2p_cfg, things=things, source=source
+    )
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """'HOST:PORT' -> (host, port); ValueError with a readable message."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _p2p(r: _Reader, gw: Mapping[str, Any]) -> P2pConfig:
+    if "p2p" not in gw:
+        return P2pConfig()
+    t = r.table(gw, "p2p", "gateway.p2p")
+    keys = {
+        "enabled",
+        "ws_host",
+        "ws_port",
+        "dht_host",
+        "dht_port",
+        "bootstrap",
+        "public_ws",
+        "record_ttl_s",
+    }
+    r.unknown(t, keys, "gateway.p2p")
+    enabled = t.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise r.fail("gateway.p2p.enabled", "true or false")
+    boot_raw = t.get("bootstrap", [])
+    if not isinstance(boot_raw, list) or not all(isinstance(b, str) for b in boot_raw):
+        raise r.fail("gateway.p2p.bootstrap", 'a list of "HOST:PORT" strings')
+    try:
+        boot = tuple(parse_hostport(b) for b in boot_raw)
+    except ValueError as exc:
+        raise r.fail("gateway.p2p.bootstrap", f'a list of "HOST:PORT" strings ({exc})') from None
+    pub = t.get("public_ws", [])
+    if not isinstance(pub, list) or not all(
+        isinstance(u, str) and u.startswith(("ws://", "wss://")) for u in pub
+    ):
+        raise r.fail("gateway.p2p.public_ws", "a list of ws:// or wss:// URLs")
+    return P2pConfig(
+        enabled=enabled,
+        ws_host=r.str_(t, "ws_host", "gateway.p2p.ws_host", "127.0.0.1"),
+        ws_port=r.int_(t, "ws_port", "gateway.p2p.ws_port", 8081, 0, 65535),
+        dht_host=r.str_(t, "dht_host", "gateway.p2p.dht_host", "127.0.0.1"),
+        dht_port=r.int_(t, "dht_port", "gateway.p2p.dht_port", 4242, 0, 65535),
+        bootstrap=boot,
+        public_ws=tuple(pub),
+        record_ttl_s=r.int_(t, "record_ttl_s", "gateway.p2p.record_ttl_s", 3600, 120, 7 * 86400),
+    )
 
 
 def load_config(path: Path) -> GatewayConfig:
@@ -204,6 +258,7 @@ def default_config(state_dir: Path, http_port: int = 8080) -> GatewayConfig:
         name="streembit-demo",
         state_dir=Path(state_dir),
         http=HttpConfig(host="127.0.0.1", port=http_port),
+        p2p=P2pConfig(enabled=True),
         things=(
             ThingConfig(
                 name="front-door",

@@ -69,9 +69,26 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class P2pConfig:
+    """The Streembit P2P network: a validating Kademlia node and the sealed-message WebSocket."""
+
+    enabled: bool = False
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 8081  # 0 picks a free port
+    dht_host: str = "127.0.0.1"
+    dht_port: int = 4242  # UDP; 0 picks a free port
+    bootstrap: tuple[tuple[str, int], ...] = ()  # known nodes; none = this is the first node
+    public_ws: tuple[str, ...] = ()  # ws:// URLs to publish, if not ws://ws_host:port/p2p
+    record_ttl_s: int = 3600  # contact record lifetime; republished well before it expires
+    rate_per_s: float = 20.0  # sealed requests per second per peer (token bucket)...
+    burst: int = 40  # ...with this burst; a flood from one peer never starves the others
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     name: str
     state_dir: Path
     http: HttpConfig = field(default_factory=HttpConfig)
+    p2p: P2pConfig = field(default_factory=P2pConfig)
     things: tuple[ThingConfig, ...] = ()
     source: str = "<defaults>"  # the file this came from, for messages

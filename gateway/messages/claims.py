@@ -24,7 +24,9 @@ ERROR: Final = "error"
 TYPES: Final = frozenset({REQUEST, REPLY, EVENT, ERROR})
 
 #: Operation -> body fields it requires (besides `op`). WoT operation names, plus the
-#: Streembit-specific `things` (list the Things), `td` (fetch one TD) and `aclpush` (new ACL JWS).
+#: Streembit-specific `things` (list the Things), `td` (fetch one TD), `aclpush` (new ACL JWS),
+#: `claim` (prove the setup code of an unclaimed gateway) and `transfer` (an owner-signed
+#: ownership transfer statement); docs/provisioning.md.
 OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "things": (),
     "td": ("thing",),
@@ -36,6 +38,8 @@ OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "subscribeevent": ("thing", "name"),
     "unsubscribeevent": ("thing", "name"),
     "aclpush": ("input",),
+    "claim": ("input",),
+    "transfer": ("input",),
 }
 
 JTI_BYTES: Final = 16  # 128 random bits: collisions are negligible within a message lifetime
@@ -82,6 +86,10 @@ def _check_request(body: Mapping[str, Any]) -> None:
             _check_name(body, field)
     if op == "aclpush" and not isinstance(body["input"], str):
         raise _bad("input", "the compact JWS of the ACL for op aclpush")
+    if op == "claim" and not isinstance(body["input"], dict):
+        raise _bad("input", "an object (the claim proof) for op claim")
+    if op == "transfer" and not isinstance(body["input"], str):
+        raise _bad("input", "the compact JWS of the transfer statement for op transfer")
 
 
 def _check_reply(body: Mapping[str, Any]) -> None:

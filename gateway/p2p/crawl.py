@@ -4,10 +4,14 @@ kademlia's spider crawl sends alpha queries per round and waits for the whole ro
 round costs the slowest (dead) peer's full timeout; it also stops at the first value it sees,
 unverified. `Lookup` instead keeps `alpha` queries in flight at all times: a query silent for
 longer than the protocol's stall estimate stops counting against alpha (its reply is still used
-if it comes), so a dead peer costs a few tens of milliseconds, not a timeout. A value lookup
-verifies every value against the key and stops after `get_quorum` valid answers; the caller
-keeps the highest sequence. When the lookup ends with fewer than k answering nodes it widens
-once to every contact in the routing table before giving up.
+if it comes), so a dead peer costs a few tens of milliseconds, not a timeout. Once alpha replies
+in a row bring nobody closer, it asks all of the k closest not yet asked, plus alpha more in
+case some are dead (section 2.3 of the paper), so dead peers stall side by side.
+
+A value lookup verifies every value against the key (each distinct value once) and stops at
+`get_quorum` valid answers (every reply that arrived with the last one is used too); the caller
+keeps the highest sequence. A lookup that ends with fewer than k answering nodes widens once to
+every contact in the routing table before giving up.
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ class Lookup:
         self._cands: list[_Candidate] = []
         self._by_id: dict[bytes, _Candidate] = {}
         self._pending: dict[asyncio.Future[RpcReply], _Candidate] = {}
+        self._checked: dict[str, Record | None] = {}
+        self.answers = 0  # valid values received from the network
+        self._idle = 0  # replies (or stalls) in a row that brought nobody closer
+        self._lost = 0  # queries that stalled or failed (peers probably dead)
         self.result = LookupResult()
 
     def _add(self, nodes: Iterable[Node]) -> None:
@@ -95,22 +103,34 @@ class Lookup:
             self._by_id[node.id] = cand
             bisect.insort(self._cands, cand)
 
-    def _window(self) -> list[_Candidate]:
-        """The k closest candidates that have not failed or stalled."""
+    def _window(self, extra: int = 0) -> list[_Candidate]:
+        """The k (+ extra) closest candidates that have not failed or stalled."""
+        size = self.settings.ksize + extra
         out: list[_Candidate] = []
         for cand in self._cands:
             if cand.state in _IN_WINDOW:
                 out.append(cand)
-                if len(out) == self.settings.ksize:
+                if len(out) == size:
                     break
         return out
 
     def _active(self) -> int:
         return sum(1 for c in self._pending.values() if c.state is _State.ACTIVE)
 
+    def _quorum_met(self) -> bool:
+        return self.verify is not None and self.answers >= self.quorum
+
     def _launch(self) -> None:
-        room = self.settings.alpha - self._active()
-        for cand in self._window():
+        if self._quorum_met():
+            return
+        # Section 2.3 of the paper: once a round of alpha answers brought nobody closer, ask
+        # all of the k closest not yet asked at once, plus up to alpha more if peers have been
+        # found dead (dead ones then stall side by side instead of one after another).
+        final = self._idle >= self.settings.alpha
+        spares = min(self.settings.alpha, self._lost) if final else 0
+        width = self.settings.ksize + spares if final else self.settings.alpha
+        room = width - self._active()
+        for cand in self._window(spares):
             if room <= 0:
                 return
             if cand.state is _State.NEW:
@@ -128,7 +148,7 @@ class Lookup:
         self._pending[future] = cand
 
     def _settled(self) -> bool:
-        if self.verify is not None and len(self.result.values) >= self.quorum:
+        if self._quorum_met():
             return True
         window = self._window()
         if any(c.state in (_State.NEW, _State.ACTIVE) for c in window):
@@ -138,21 +158,46 @@ class Lookup:
         # Stalled queries do not hold up a lookup that has its k answers; with fewer, wait.
         return answered >= self.settings.ksize or not stalled
 
+    def _window_ids(self) -> list[bytes]:
+        return [c.node.id for c in self._window()]
+
     def _take(self, cand: _Candidate, reply: RpcReply) -> None:
+        before = self._window_ids()
+        self._take_reply(cand, reply)
+        # Progress means the k closest candidates changed (someone closer turned up).
+        self._idle = self._idle + 1 if self._window_ids() == before else 0
+
+    def _take_reply(self, cand: _Candidate, reply: RpcReply) -> None:
         ok, payload = reply
         if not ok:
+            if cand.state is not _State.STALLED:
+                self._lost += 1
             cand.state = _State.FAILED
             return
         cand.state = _State.OK
         if self.verify is not None and isinstance(payload, dict):
             value = payload.get("value") if len(payload) == 1 else None
-            try:
-                record = self.verify(value)
-            except P2PError:
-                return  # an invalid value is never used; the peer gave no contacts either
-            self.result.values[cand.node.id] = record
+            record = self._check(value)
+            if record is not None:  # an invalid value is never used
+                self.result.values[cand.node.id] = record
+                self.answers += 1
             return
         self._add(parse_contacts(payload))
+
+    def _check(self, value: object) -> Record | None:
+        """Verify a value once per lookup (close nodes mostly return the same record)."""
+        if self.verify is None:
+            return None
+        key = value if isinstance(value, str) else None
+        if key is not None and key in self._checked:
+            return self._checked[key]
+        try:
+            record: Record | None = self.verify(value)
+        except P2PError:
+            record = None
+        if key is not None:
+            self._checked[key] = record
+        return record
 
     async def _wait(self) -> None:
         stall = self.protocol.timeouts.stall_after
@@ -168,6 +213,8 @@ class Lookup:
         for cand in self._pending.values():
             if cand.state is _State.ACTIVE and now - cand.sent >= stall:
                 cand.state = _State.STALLED
+                self._idle += 1
+                self._lost += 1
 
     async def run(self, seeds: Iterable[Node]) -> LookupResult:
         self._add(seeds)
@@ -176,8 +223,7 @@ class Lookup:
             self._launch()
             if self._settled():
                 answered = sum(1 for c in self._window() if c.state is _State.OK)
-                quorum_met = self.verify is not None and len(self.result.values) >= self.quorum
-                if widened or quorum_met or answered >= self.settings.ksize:
+                if widened or self._quorum_met() or answered >= self.settings.ksize:
                     break
                 # Too few answers: fall back on every contact the routing table knows.
                 widened = True

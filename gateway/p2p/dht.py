@@ -110,25 +110,28 @@ class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
 
     async def set(self, key: str, value: object) -> bool:
         try:
-            verify_record(value, key=key)
+            record = verify_record(value, key=key)
         except P2PError as exc:
             log.info("refusing to set an invalid record under %s: %s", key, exc)
             return False
-        return await self.store_record(value) > 0
+        return await self.store_record(record) > 0
 
     async def set_digest(self, dkey: bytes, value: object) -> bool:
         try:
-            verify_record(value, key_digest=dkey)
+            record = verify_record(value, key_digest=dkey)
         except P2PError as exc:
             log.info("refusing to set an invalid record under %s: %s", dkey.hex(), exc)
             return False
-        return await self.store_record(value) > 0
+        return await self.store_record(record) > 0
 
     # -- records --------------------------------------------------------------------------------
 
     async def store_record(self, value: object) -> int:
-        """Store a record on the k closest nodes; returns how many really accepted it."""
-        record = verify_unbound(value)
+        """Store a record on the k closest nodes; returns how many really accepted it.
+
+        `value` is the record text (verified here) or an already verified `Record`.
+        """
+        record = value if isinstance(value, Record) else verify_unbound(value)
         dkey = record.dkey
         nodes = await find_nodes(self.proto, dkey)
         target = Node(dkey)
@@ -159,18 +162,19 @@ class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
         result = await lookup.run(seeds)
         best = result.best()
         if best is not None:
-            self._repair(best, result.closest, result.values)
+            self._repair(best, result.values, result.closest)
         return best
 
-    def _repair(self, best: Record, closest: list[Node], values: dict[bytes, Record]) -> None:
-        """Send the best record to close nodes that lacked it or held an older one.
+    def _repair(self, best: Record, values: dict[bytes, Record], closest: list[Node]) -> None:
+        """Send the best record to the answering nodes that returned an older one.
 
-        Kademlia caches a found value on the closest node without it; this also fixes stale
-        copies. Fire and forget: the store futures settle (and update routing) on their own.
+        Fire and forget: the store futures settle, and update routing, on their own. (Nodes
+        that lacked the record get it from the owner's republish and from the hand-over to new
+        neighbours; kademlia's caching on the closest node without it is not repeated here.)
         """
-        for node in closest[: self.settings.ksize]:
+        for node in closest:
             held = values.get(node.id)
-            if held is None or best.newer_than(held):
+            if held is not None and best.newer_than(held):
                 self.proto.call_store(node, best.dkey, best.text)
 
 
@@ -197,7 +201,7 @@ class DhtNode:
         rpc_timeout: float = 1.0,
         ksize: int = 20,
         alpha: int = 3,
-        get_quorum: int = 3,
+        get_quorum: int = 2,
         republish_interval: float = 600.0,
         refresh_interval: float = 3600.0,
         node_id: bytes | None = None,
@@ -305,7 +309,7 @@ class DhtNode:
         the record every `republish_interval` until it expires.
         """
         rec = verify_unbound(record)
-        count = await self._server.store_record(rec.text)
+        count = await self._server.store_record(rec)
         if keep_alive:
             self._own(rec, None, rec.exp - rec.iat, count)
         return count
@@ -331,7 +335,7 @@ class DhtNode:
                 seq = max(seq, prev.record.seq + 1)
         text = make_contact_record(kp, seq=seq, addrs=list(addrs), td_digest=td_digest, ttl=ttl)
         rec = verify_record(text, key=kp.id)
-        count = await self._server.store_record(rec.text)
+        count = await self._server.store_record(rec)
         self._own(rec, kp, ttl, count)
         return rec, count
 
@@ -373,7 +377,7 @@ class DhtNode:
                 ttl=owned.ttl,
             )
             rec = verify_record(text, key=rec.id)
-        count = await self._server.store_record(rec.text)
+        count = await self._server.store_record(rec)
         self.republished += 1
         if self._owned.get(rec.id) is owned:
             owned.record, owned.last_stored, owned.last_count = rec, time.monotonic(), count

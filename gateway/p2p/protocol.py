@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import ipaddress
 import logging
 import os
+import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -58,6 +58,8 @@ ID_LEN: Final = 20
 # rpcudp frames: 1 type byte, a 20-byte message id, then at most 8 KiB of msgpack.
 MAX_RPC_BODY: Final = 8192
 MAX_DATAGRAM: Final = 1 + ID_LEN + MAX_RPC_BODY
+# Nodes remembered as already welcomed (records handed over); a memory bound.
+MAX_WELCOMED: Final = 4096
 # Contacts accepted from one find_node answer (an honest peer sends at most k).
 MAX_CONTACTS_PER_REPLY: Final = 64
 
@@ -77,11 +79,12 @@ def _is_id(value: object) -> bool:
 
 
 def _valid_ip(value: object) -> bool:
-    if not isinstance(value, str) or len(value) > 64:
+    """An IPv4 dotted quad or an IPv6 literal (inet_pton: strict and fast)."""
+    if not isinstance(value, str) or len(value) > 45:
         return False
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    except (OSError, ValueError):
         return False
     return True
 
@@ -150,13 +153,14 @@ class ValidatingRouter(RoutingTable):  # type: ignore[misc]  # kademlia is untyp
     ) -> list[Node]:
         """The `k` known contacts closest to `node` (XOR), over every bucket."""
         k = k or self.ksize
-        candidates = (
-            n
-            for bucket in self.buckets
-            for n in bucket.nodes.values()
-            if n.id != node.id and (exclude is None or not n.same_home_as(exclude))
-        )
-        return heapq.nsmallest(k, candidates, key=node.distance_to)
+        target = node.long_id
+        self.buckets[self.get_bucket_for(node)].touch_last_updated()  # as kademlia: not lonely
+        contacts = [n for bucket in self.buckets for n in bucket.nodes.values()]
+        if exclude is not None:
+            home = (exclude.ip, exclude.port)
+            contacts = [n for n in contacts if (n.ip, n.port) != home]
+        closest = heapq.nsmallest(k + 1, contacts, key=lambda n: n.long_id ^ target)
+        return [n for n in closest if n.long_id != target][:k]
 
     def add_contact(self, node: Node) -> None:
         index = self.get_bucket_for(node)
@@ -202,6 +206,7 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         )
         self._pending: dict[bytes, _Pending] = {}
         self._dead: dict[Address, float] = {}
+        self._welcomed: dict[bytes, float] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.served = 0  # requests answered (metrics)
         self.dropped = 0  # datagrams dropped as malformed
@@ -407,24 +412,43 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
     # -- routing ----------------------------------------------------------------------------
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add `node` to the routing table; if it is new, hand it the records it should hold.
-
-        Section 2.5 of the paper, as kademlia does it, but with the record's key itself (kademlia
-        hashes the already-hashed key again, so it picks the wrong neighbours).
-        """
+        """Add `node` to the routing table; if it is new, hand it the records it should hold."""
         if node.id == self.source_node.id:
             return
-        if self.router.is_new_node(node):
-            for key, text in self.storage:
-                keynode = Node(key)
-                neighbors = self.router.find_neighbors(keynode)
-                if neighbors:
-                    new_close = len(neighbors) < self.router.ksize or node.distance_to(
-                        keynode
-                    ) < neighbors[-1].distance_to(keynode)
-                    we_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(
-                        keynode
-                    )
-                if not neighbors or (new_close and we_closest):
-                    self.call_store(node, key, text)
+        if self.router.is_new_node(node) and self._first_meeting(node):
+            self._hand_over(node)
         self.router.add_contact(node)
+
+    def _first_meeting(self, node: Node) -> bool:
+        """True once per node and `refresh_interval`.
+
+        A node parked in a full bucket's replacement cache looks new to kademlia at every
+        message, which would rescan the storage (and resend records) each time.
+        """
+        now = time.monotonic()
+        seen = self._welcomed.get(node.id)
+        if seen is not None and now - seen < self.settings.refresh_interval:
+            return False
+        self._welcomed[node.id] = now
+        if len(self._welcomed) > MAX_WELCOMED:
+            for old in list(self._welcomed)[: MAX_WELCOMED // 4]:
+                del self._welcomed[old]
+        return True
+
+    def _hand_over(self, node: Node) -> None:
+        """Section 2.5 of the paper: store on a new node the records it should now hold.
+
+        We send a record if we are the closest node to its key that we know of and the new node
+        is among the k closest. (kademlia hashes the already-hashed key again here, so it
+        picks the wrong neighbours.)
+        """
+        contacts = self.router.contacts()
+        k = self.router.ksize
+        for key, text in self.storage:
+            target = int.from_bytes(key, "big")
+            distances = [c.long_id ^ target for c in contacts]
+            if distances and (self.source_node.long_id ^ target) >= min(distances):
+                continue  # a closer node knows it and will hand it over
+            if len(distances) >= k and (node.long_id ^ target) >= heapq.nsmallest(k, distances)[-1]:
+                continue  # the new node is not among the k closest
+            self.call_store(node, key, text)

@@ -29,7 +29,7 @@ from joserfc.jwk import ECKey
 from joserfc.util import urlsafe_b64decode
 
 from gateway.errors import IdentityError, P2PError
-from gateway.identity import KeyPair, PublicIdentity, public_from_jwk, thumbprint
+from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
 
 __all__ = [
     "CLOCK_SKEW",
@@ -231,7 +231,7 @@ def _parse(value: object) -> _Parsed:
         raise _fail(RecordCode.BAD_KEY, f"header jwk: {exc}") from None
     claims = _strict_json(obj.payload, "payload")
     addrs, td = _check_fields(claims)
-    if thumbprint(dict(signer.jwk)) != claims["id"]:
+    if signer.id != claims["id"]:  # PublicIdentity.id is the RFC 7638 thumbprint
         raise _fail(RecordCode.KEY_MISMATCH, "id is not the thumbprint of the signing key")
     record = Record(
         id=claims["id"],

@@ -25,8 +25,11 @@ class DhtSettings:
     """A lookup asks another peer once a query is silent for max(this, estimated RTO)."""
     dead_contact_ttl: float = 60.0
     """A peer that missed a reply is skipped by lookups this long, unless it talks to us first."""
-    get_quorum: int = 3
-    """Valid answers a value lookup collects before it stops; it keeps the highest seq."""
+    get_quorum: int = 2
+    """Valid answers a value lookup collects before it stops; it keeps the highest seq.
+
+    2, not 1: one stale copy cannot hide a newer one; not more: each answer costs a round trip
+    and a signature check per lookup, and read repair plus republish refresh stale copies."""
     republish_interval: float = 600.0
     """The owner re-stores its records this often, so nodes that became closest get them."""
     refresh_interval: float = 3600.0

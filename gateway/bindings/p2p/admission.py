@@ -53,6 +53,8 @@ def request_of(msg: Opened) -> Request:
     op = _name(claims, "op") or UNOPENED_OP
     if op == "aclpush":  # the ACL text itself is not copied into the request (or the audit)
         return Request(msg.sender.id, op, "", "acl", None, BINDING, msg.jti)
+    if op in ("claim", "transfer"):  # nor a claim proof or a transfer statement
+        return Request(msg.sender.id, op, "", "owner", None, BINDING, msg.jti)
     return Request(
         subject=msg.sender.id,
         op=op,

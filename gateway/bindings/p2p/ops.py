@@ -9,17 +9,28 @@
 - things, td: Thing metadata, for the owner and for peers the ACL knows; `things` lists the
   Things the peer has at least one grant on, `td` refuses the others. Refusals are audited.
 - aclpush: owner only, as in the HTTP binding (`PUT /acl`): install, then audit.
+- claim: only while the gateway has no owner; the input proves the one-time setup code
+  (gateway.provisioning.claim); the sender's key is pinned as owner. Wrong codes are counted
+  and lock claiming for a growing time.
+- transfer: a statement signed by the current owner naming this gateway and the new owner key
+  (gateway.provisioning.transfer), sent by the current or the new owner.
+Every claim and transfer, refused or done, is audited (the proof and statement are not).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final
 
+from gateway.audit import AuditRecord
 from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.streams import EventPush, StreamKey
-from gateway.errors import AclError
+from gateway.errors import AclError, AuditError, ProvisioningError
 from gateway.messages import Opened
 from gateway.peer import wire
+from gateway.provisioning.claim import process_claim
+from gateway.provisioning.setup_code import SetupCodeStore
+from gateway.provisioning.transfer import process_transfer
 from gateway.requests import Outcome, Request
 from gateway.text import clean
 from gateway.things.bus import Kind
@@ -39,6 +50,23 @@ _VISIBLE_OPS: Final = {
     "properties": ("readproperty", "writeproperty", "observeproperty"),
     "actions": ("invokeaction",),
     "events": ("subscribeevent",),
+}
+#: Status of each provisioning refusal (others: 400).
+_PROVISIONING_STATUS: Final = {
+    "already_owned": 409,
+    "no_setup_code": 409,
+    "setup_code_used": 409,
+    "bad_setup_code": 403,
+    "claim_locked": 429,
+    "not_owned": 409,
+    "transfer_forbidden": 403,
+    "transfer_not_owner": 403,
+    "transfer_bad_signature": 403,
+    "transfer_replayed": 409,
+    "owner_changed": 409,
+    "busy": 503,
+    "state_io": 503,
+    "setup_state_damaged": 503,
 }
 
 
@@ -63,6 +91,10 @@ class Operations:
             await self._td(msg)
         elif op == "aclpush":
             await self._aclpush(msg)
+        elif op == "claim":
+            await self._claim(msg)
+        elif op == "transfer":
+            await self._transfer(msg)
         else:  # open_sealed admits only known ops; a new one must be wired here first
             await self._refuse(msg, Outcome("unsupported_op", reason=f"op {clean(op, 32)!r}"))
 
@@ -174,3 +206,88 @@ class Operations:
         await processor.audit_event(req, f"ACL version {installed.version} installed")
         output = {"version": installed.version, "grants": len(installed.grants)}
         await self.session.answer(msg, Outcome("ok", output=output), wire.OK)
+
+    # ---------------------------------------------------------- provisioning
+    async def _provisioning_refused(self, msg: Opened, exc: ProvisioningError) -> None:
+        req = admission.request_of(msg)
+        outcome = await self.ctx.processor.reject(req, Outcome(exc.code, reason=str(exc)))
+        status = _PROVISIONING_STATUS.get(outcome.code, outcome.http_status)
+        if outcome.code not in _PROVISIONING_STATUS and outcome.code.startswith(
+            ("claim_", "transfer_", "payload_")
+        ):
+            status = 400
+        await self.session.send_error(
+            msg.sender, outcome.code, outcome.reason, re=msg.jti, status=status
+        )
+
+    async def _provisioning_done(self, msg: Opened, rule: str, detail: str, output: Any) -> None:
+        rec = AuditRecord(
+            ts=time.time(),
+            subject=msg.sender.id,
+            binding=admission.BINDING,
+            op=msg.claims["op"],
+            thing="",
+            affordance="owner",
+            allowed=True,
+            rule=rule,
+            reason="ok",
+            detail=detail,
+            request_id=msg.jti,
+        )
+        try:
+            await self.ctx.processor.audit.append(rec)
+        except AuditError:
+            reason = "done, but the audit log is unavailable"
+            await self.session.send_error(
+                msg.sender, "audit_unavailable", reason, re=msg.jti, status=503
+            )
+            return
+        await self.session.answer(msg, Outcome("ok", output=output), wire.OK)
+
+    def _audit_down(self) -> ProvisioningError | None:
+        if self.ctx.processor.audit.healthy:
+            return None
+        return ProvisioningError("audit log unavailable", code="audit_unavailable")
+
+    async def _claim(self, msg: Opened) -> None:
+        ctx = self.ctx
+        try:
+            down = self._audit_down()
+            if down is not None:
+                raise down
+            process_claim(
+                ctx.acl,
+                SetupCodeStore(ctx.acl.state_dir),
+                gateway_id=ctx.identity.id,
+                claimer=msg.sender,
+                jti=msg.jti,
+                claim=msg.claims["input"],
+            )
+        except ProvisioningError as exc:
+            await self._provisioning_refused(msg, exc)
+            return
+        output = {"owner": msg.sender.id, "gateway": ctx.identity.id}
+        await self._provisioning_done(
+            msg, "setup-code", f"claimed: owner {msg.sender.id} pinned", output
+        )
+
+    async def _transfer(self, msg: Opened) -> None:
+        ctx = self.ctx
+        try:
+            down = self._audit_down()
+            if down is not None:
+                raise down
+            st = process_transfer(
+                ctx.acl,
+                gateway_id=ctx.identity.id,
+                sender=msg.sender,
+                statement=msg.claims["input"],
+            )
+        except ProvisioningError as exc:
+            await self._provisioning_refused(msg, exc)
+            return
+        new = st.new_owner.id
+        output = {"owner": new, "previous": st.previous, "gateway": ctx.identity.id}
+        await self._provisioning_done(
+            msg, "owner-statement", f"owner {st.previous} -> {new}; ACL cleared", output
+        )

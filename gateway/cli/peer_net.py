@@ -1,0 +1,248 @@
+"""`streembit-peer` network commands: a DHT seed node, find a gateway, and control its Things.
+
+    streembit-peer node --dht-port N [--bootstrap HOST:PORT]
+    streembit-peer --bootstrap HOST:PORT find GW_ID
+    streembit-peer --bootstrap HOST:PORT --key KEY things|td|read|write|invoke|observe|subscribe ...
+    streembit-peer --bootstrap HOST:PORT --key KEY acl push --acl ACL_FILE GW_ID
+
+A refused request exits 1 and prints the gateway's reason. (An id that starts with '-' goes
+after `--`, e.g. `find -- -AbC...`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, out
+from gateway.config import parse_hostport
+from gateway.errors import ConfigError, IdentityError, P2PError
+from gateway.identity import load_keypair
+from gateway.p2p import DhtNode
+from gateway.peer import PeerClient, PeerConnection, PeerRequestError
+from gateway.peer.find import Contact, connect, ephemeral_dht, find_contact
+
+Action = Callable[[PeerConnection, argparse.Namespace], Awaitable[Any]]
+
+
+def _bootstrap(args: argparse.Namespace) -> list[tuple[str, int]]:
+    boot = []
+    for text in getattr(args, "bootstrap", None) or []:
+        try:
+            boot.append(parse_hostport(text))
+        except ValueError as exc:
+            raise ConfigError("--bootstrap", text, f"HOST:PORT ({exc})") from None
+    return boot
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise P2PError(
+            f"{what} is not JSON ({exc}); quote strings: '\"text\"'", code="bad_input"
+        ) from None
+
+
+def _record_dict(c: Contact) -> dict[str, Any]:
+    r = c.record
+    return {
+        "id": r.id,
+        "seq": r.seq,
+        "iat": r.iat,
+        "exp": r.exp,
+        "addrs": list(r.addrs),
+        "td": r.td,
+    }
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_node(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        node = DhtNode(args.host, args.dht_port, bootstrap=_bootstrap(args))
+        await node.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            info: dict[str, Any] = {
+                "dht": f"{node.host}:{node.port}",
+                "node": node.node_id.hex(),
+                "contacts": node.routing_size(),
+            }
+            out(args, info, f"DHT node {info['node'][:16]}… listening on udp {info['dht']}")
+            await stop.wait()
+        finally:
+            await node.stop()
+        return EXIT_OK
+
+    return asyncio.run(main())
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        async with ephemeral_dht(_bootstrap(args)) as dht:
+            c = await find_contact(dht, args.gateway_id)
+        d = _record_dict(c)
+        out(args, d, lambda: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        return EXIT_OK
+
+    return asyncio.run(main())
+
+
+def _session(
+    action: Action, human: Callable[[Any, argparse.Namespace], str]
+) -> Callable[[argparse.Namespace], int]:
+    """Run ACTION on a connection to the gateway found by id; print its result."""
+
+    def handler(args: argparse.Namespace) -> int:
+        if not getattr(args, "key", None):
+            raise IdentityError("--key KEY is needed to talk to a gateway", code="no_key")
+        key = load_keypair(Path(args.key))
+
+        async def main() -> int:
+            async with ephemeral_dht(_bootstrap(args)) as dht:
+                contact = await find_contact(dht, args.gateway_id)
+                async with PeerClient(key) as client:
+                    conn = await connect(client, contact)
+                    try:
+                        result = await action(conn, args)
+                    except PeerRequestError as exc:
+                        out(
+                            args,
+                            {"error": exc.code, "reason": exc.reason, "status": exc.status},
+                            f"refused ({exc.status} {exc.code}): {exc.reason}",
+                        )
+                        return EXIT_FAIL
+                    finally:
+                        await conn.close()
+            if result is not None or not getattr(args, "streaming", False):
+                out(args, result, lambda: human(result, args))
+            return EXIT_OK
+
+        return asyncio.run(main())
+
+    return handler
+
+
+async def _things(c: PeerConnection, a: argparse.Namespace) -> Any:
+    return await c.things()
+
+
+async def _td(c: PeerConnection, a: argparse.Namespace) -> Any:
+    return await c.td(a.thing)
+
+
+async def _read(c: PeerConnection, a: argparse.Namespace) -> Any:
+    return await c.read(a.thing, a.name)
+
+
+async def _write(c: PeerConnection, a: argparse.Namespace) -> Any:
+    await c.write(a.thing, a.name, _json_arg(a.value, "VALUE"))
+    return {"ok": True}
+
+
+async def _invoke(c: PeerConnection, a: argparse.Namespace) -> Any:
+    value = _json_arg(a.input, "INPUT") if a.input is not None else None
+    return await c.invoke(a.thing, a.name, value)
+
+
+async def _acl_push(c: PeerConnection, a: argparse.Namespace) -> Any:
+    text = await asyncio.to_thread(Path(a.acl).read_text, encoding="utf-8", errors="replace")
+    return await c.acl_push(text.strip())
+
+
+def _stream(kind: str) -> Action:
+    async def run(c: PeerConnection, a: argparse.Namespace) -> Any:
+        a.streaming = True
+        stream = c.observe(a.thing, a.name) if kind == "observe" else c.subscribe(a.thing, a.name)
+        n = 0
+        async with stream:
+            async for ev in stream.events():
+                line = {"thing": ev.thing, "name": ev.name, "seq": ev.seq, "data": ev.data}
+                out(a, line, f"{ev.thing}/{ev.name} #{ev.seq}: {json.dumps(ev.data)}")
+                n += 1
+                if a.count and n >= a.count:
+                    break
+        return None
+
+    return run
+
+
+def _plain(result: Any, a: argparse.Namespace) -> str:
+    return json.dumps(result, indent=None if not isinstance(result, (dict, list)) else 2)
+
+
+def _things_human(result: Any, a: argparse.Namespace) -> str:
+    return (
+        "\n".join(f"{t.get('name')}: {t.get('title')} ({t.get('id')})" for t in result) or "(none)"
+    )
+
+
+# --------------------------------------------------------------------------- parser
+def add_network_commands(sub: Any, acl_sub: Any) -> None:
+    def net(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        add_json(p)
+        p.add_argument(
+            "--bootstrap",
+            action="append",
+            default=argparse.SUPPRESS,
+            metavar="HOST:PORT",
+            help="a DHT node to join through (repeatable)",
+        )
+        p.add_argument("--key", default=argparse.SUPPRESS, help="your private key file")
+        return p
+
+    sp = sub.add_parser("node", help="run a plain DHT node (a seed for others to join through)")
+    net(sp)
+    sp.add_argument("--dht-port", type=int, default=4242, help="UDP port (0 picks a free one)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sp.set_defaults(func=cmd_node)
+
+    sp = net(sub.add_parser("find", help="print a gateway's verified contact record"))
+    sp.add_argument("gateway_id", metavar="GW_ID")
+    sp.set_defaults(func=cmd_find)
+
+    specs: list[tuple[str, str, list[str], Action, Callable[[Any, argparse.Namespace], str]]] = [
+        ("things", "list a gateway's Things", [], _things, _things_human),
+        ("td", "print a Thing's Thing Description", ["thing"], _td, _plain),
+        ("read", "read a property", ["thing", "name"], _read, _plain),
+        (
+            "write",
+            "write a property (VALUE is JSON)",
+            ["thing", "name", "value"],
+            _write,
+            lambda r, a: "ok",
+        ),
+        ("invoke", "invoke an action (INPUT is JSON)", ["thing", "name"], _invoke, _plain),
+        ("observe", "print a property's changes", ["thing", "name"], _stream("observe"), _plain),
+        (
+            "subscribe",
+            "print an event's occurrences",
+            ["thing", "name"],
+            _stream("subscribe"),
+            _plain,
+        ),
+    ]
+    meta = {"thing": "THING", "name": "NAME", "value": "VALUE"}
+    for name, help, positional, action, human in specs:
+        sp = net(sub.add_parser(name, help=help, description=help))
+        sp.add_argument("gateway_id", metavar="GW_ID")
+        for p in positional:
+            sp.add_argument(p, metavar=meta[p])
+        if name == "invoke":
+            sp.add_argument("input", nargs="?", default=None, metavar="INPUT")
+        if name in ("observe", "subscribe"):
+            sp.add_argument("--count", type=int, default=0, help="stop after N (default: forever)")
+        sp.set_defaults(func=_session(action, human))
+
+    sp = net(acl_sub.add_parser("push", help="send a signed ACL to a running gateway (owner)"))
+    sp.add_argument("--acl", required=True)
+    sp.add_argument("gateway_id", metavar="GW_ID")
+    sp.set_defaults(func=_session(_acl_push, lambda r, a: f"ACL installed: {json.dumps(r)}"))

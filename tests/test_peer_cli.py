@@ -1,0 +1,114 @@
+"""`streembit-peer` network commands as subprocesses: a seed node, a gateway, find and control."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+GW = str(BIN / "streembit-gateway")
+PEER = str(BIN / "streembit-peer")
+
+
+def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    if ok:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(
+            f"{args[1]} did not start: {proc.stderr.read() if proc.stderr else ''}"
+        )
+    return proc, json.loads(line)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[dict[str, str]]:
+    st, k = tmp_path / "st", tmp_path / "k"
+    k.mkdir()
+    gw_id = json.loads(run(GW, "init", "--state", str(st), "--json").stdout)["id"]
+    for who in ("owner", "alice", "mallory"):
+        run(PEER, "keygen", "--key", str(k / who))
+    run(GW, "provision", "--state", str(st), "--owner-key", str(k / "owner.pub"))
+    acl = str(k / "acl.jws")
+    run(PEER, "acl", "grant", "--key", str(k / "owner"), "--acl", acl, "--gateway", gw_id,
+        "--subject", str(k / "alice.pub"), "--things", "*",
+        "--ops", "readproperty,invokeaction,subscribeevent")  # fmt: skip
+    run(GW, "acl", "apply", "--state", str(st), acl)
+    seed, seed_info = start(PEER, "node", "--dht-port", "0", "--json")
+    gw, gw_info = start(GW, "demo", "--state", str(st), "--http-port", "0", "--ws-port", "0",
+                        "--dht-port", "0", "--bootstrap", seed_info["dht"], "--json")  # fmt: skip
+    try:
+        assert gw_info["ws"].startswith("ws://127.0.0.1:") and gw_info["dht"].startswith(
+            "127.0.0.1:"
+        )
+        yield {"gw": gw_id, "boot": seed_info["dht"], "k": str(k), "acl": acl}
+    finally:
+        for p in (gw, seed):
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=15) == 0
+
+
+def test_find_things_read_invoke_and_refusal(net: dict[str, str]) -> None:
+    b, k, gw = ["--bootstrap", net["boot"]], net["k"], net["gw"]
+    rec = json.loads(run(PEER, *b, "find", "--json", "--", gw).stdout)
+    assert rec["id"] == gw and rec["addrs"][0].startswith("ws://127.0.0.1:")
+    alice = [*b, "--key", f"{k}/alice"]
+    things = json.loads(run(PEER, *alice, "things", "--json", "--", gw).stdout)
+    assert {t["name"] for t in things} == {"front-door", "living-room"}
+    td = json.loads(run(PEER, *alice, "td", "--json", "--", gw, "front-door").stdout)
+    assert set(td["actions"]) == {"lock", "unlock"}
+    out = run(PEER, *alice, "invoke", "--json", "--", gw, "front-door", "unlock").stdout
+    assert json.loads(out) == "unlocked"
+    assert (
+        json.loads(run(PEER, *alice, "read", "--", gw, "front-door", "state").stdout) == "unlocked"
+    )
+    refused = run(
+        PEER, *alice, "write", "--", gw, "living-room", "targetTemperature", "22", ok=False
+    )
+    assert refused.returncode == 1 and "operation not granted" in refused.stdout
+    mallory = run(PEER, *b, "--key", f"{k}/mallory", "invoke", "--", gw, "front-door", "lock",
+                  ok=False)  # fmt: skip
+    assert mallory.returncode == 1 and "forbidden" in mallory.stdout
+    missing = run(PEER, *b, "find", "--", "A" * 43, ok=False)
+    assert missing.returncode == 1 and "no contact record" in missing.stderr
+
+
+def test_subscribe_and_owner_acl_push(net: dict[str, str]) -> None:
+    b, k, gw = ["--bootstrap", net["boot"]], net["k"], net["gw"]
+    sub = subprocess.Popen(
+        [PEER, *b, "--key", f"{k}/alice", "subscribe", "--count", "1", "--json", "--", gw,
+         "front-door", "unlocked"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    import time
+
+    time.sleep(1.5)  # let the subscription reach the gateway
+    run(PEER, *b, "--key", f"{k}/owner", "invoke", "--", gw, "front-door", "unlock")
+    out, err = sub.communicate(timeout=20)
+    assert sub.returncode == 0, err
+    event = json.loads(out.splitlines()[0])
+    assert event["name"] == "unlocked" and event["data"]["actor"]
+    run(PEER, "acl", "revoke", "--key", f"{k}/owner", "--acl", net["acl"], "--gateway", gw,
+        "--subject", f"{k}/alice.pub")  # fmt: skip
+    denied = run(PEER, *b, "--key", f"{k}/alice", "acl", "push", "--acl", net["acl"], "--", gw,
+                 ok=False)  # fmt: skip
+    assert denied.returncode == 1
+    pushed = run(PEER, *b, "--key", f"{k}/owner", "acl", "push", "--acl", net["acl"], "--json",
+                 "--", gw)  # fmt: skip
+    assert json.loads(pushed.stdout)["version"] == 2
+    gone = run(PEER, *b, "--key", f"{k}/alice", "read", "--", gw, "front-door", "state", ok=False)
+    assert gone.returncode == 1
