@@ -9,10 +9,9 @@ from pathlib import Path
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
 from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.cli.provisioning_gateway import add_commands as add_provisioning_commands
 from gateway.cli.serve import add_serve_flags, run_serve
 from gateway.config import default_config, load_config
-from gateway.errors import ProvisioningError
-from gateway.identity import load_public
 from gateway.state import StateDir
 
 
@@ -23,26 +22,6 @@ def cmd_init(args: argparse.Namespace) -> int:
         args,
         {"id": kp.id, "created": created, "state": str(args.state)},
         f"{kp.id}\n({verb} the gateway key in {args.state})",
-    )
-    return EXIT_OK
-
-
-def cmd_provision(args: argparse.Namespace) -> int:
-    state = StateDir(args.state)
-    kp = state.load_identity()
-    owner = load_public(Path(args.owner_key))
-    store = AclStore(state.path, kp.id)
-    if store.owner is not None and store.owner.id != owner.id:
-        raise ProvisioningError(
-            f"already owned by {store.owner.id}; reset or transfer ownership first",
-            code="already_owned",
-        )
-    store.pin_owner(owner)
-    out(
-        args,
-        {"owner": owner.id, "gateway": kp.id},
-        f"owner {owner.id} pinned on gateway {kp.id}\n"
-        "compare this owner id with the one your own peer shows (streembit-peer id --key ...)",
     )
     return EXIT_OK
 
@@ -123,10 +102,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--state", required=True, type=Path)
     sp.set_defaults(func=cmd_init)
 
-    sp = cmd("provision", "pin the owner's public key (the root of trust)")
-    sp.add_argument("--state", required=True, type=Path)
-    sp.add_argument("--owner-key", required=True, help="the owner's public key file (PEM or JWK)")
-    sp.set_defaults(func=cmd_provision)
+    add_provisioning_commands(sub)  # provision, qr, reset: gateway/cli/provisioning_gateway.py
 
     acl = sub.add_parser("acl", help="the installed access list").add_subparsers(metavar="ACTION")
     sp = acl.add_parser("apply", help="install an owner-signed ACL file")

@@ -20,6 +20,7 @@ from gateway.acl import (
 from gateway.auth import issue_token
 from gateway.cli.common import EXIT_OK, add_json, out, run
 from gateway.cli.peer_net import add_network_commands
+from gateway.cli.provisioning_peer import add_commands as add_provisioning_commands
 from gateway.errors import AclError, IdentityError, StreembitError
 from gateway.identity import generate_keypair, load_keypair, load_public, write_keypair
 from gateway.storage import atomic_write_text
@@ -202,6 +203,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--acl", required=True)
     sp.set_defaults(func=cmd_show)
     add_network_commands(sub, acl)
+    add_provisioning_commands(sub)  # owner-qr, claim, transfer: gateway/cli/provisioning_peer.py
     return p
 
 

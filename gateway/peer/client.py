@@ -35,6 +35,7 @@ from gateway.peer.errors import (
     PeerTimeoutError,
 )
 from gateway.peer.streams import PeerEvent, PeerStream
+from gateway.provisioning.claim import claim_input
 from gateway.text import clean
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,23 @@ class PeerConnection:
     async def acl_push(self, acl_text: str) -> dict[str, Any]:
         """Install an owner-signed ACL (the owner's key only): {"version", "grants"}."""
         out = (await self.request("aclpush", input=acl_text)).output
+        return out if isinstance(out, dict) else {}
+
+    async def claim(self, setup_code: bytes) -> dict[str, Any]:
+        """Claim an unclaimed gateway as its owner (this client's key) with the setup code from
+        its QR (`gateway.provisioning.payload.GatewayPayload.setup_code`). The code is not sent:
+        the request carries a MAC over this message keyed by it (docs/provisioning.md).
+        Returns {"owner", "gateway"}; a wrong code raises PeerRequestError("bad_setup_code")."""
+        jti = new_jti()
+        proof = claim_input(setup_code, self.gateway.id, self.key.id, jti)
+        out = (await self.request("claim", input=proof, jti=jti)).output
+        return out if isinstance(out, dict) else {}
+
+    async def transfer(self, statement: str) -> dict[str, Any]:
+        """Present an ownership transfer statement signed by the current owner
+        (`gateway.provisioning.transfer.sign_transfer`); from the current or the new owner.
+        Returns {"owner", "previous", "gateway"}."""
+        out = (await self.request("transfer", input=statement)).output
         return out if isinstance(out, dict) else {}
 
     async def request(

@@ -51,7 +51,7 @@ _VISIBLE_OPS: Final = {
     "actions": ("invokeaction",),
     "events": ("subscribeevent",),
 }
-#: Status of each provisioning refusal (others: 400).
+#: Status of each provisioning refusal (others: 400; the codes: docs/provisioning.md).
 _PROVISIONING_STATUS: Final = {
     "already_owned": 409,
     "no_setup_code": 409,
@@ -211,11 +211,10 @@ class Operations:
     async def _provisioning_refused(self, msg: Opened, exc: ProvisioningError) -> None:
         req = admission.request_of(msg)
         outcome = await self.ctx.processor.reject(req, Outcome(exc.code, reason=str(exc)))
-        status = _PROVISIONING_STATUS.get(outcome.code, outcome.http_status)
-        if outcome.code not in _PROVISIONING_STATUS and outcome.code.startswith(
-            ("claim_", "transfer_", "payload_")
-        ):
-            status = 400
+        if outcome.code == "audit_unavailable":
+            status = outcome.http_status
+        else:  # malformed claims and statements: 400
+            status = _PROVISIONING_STATUS.get(outcome.code, 400)
         await self.session.send_error(
             msg.sender, outcome.code, outcome.reason, re=msg.jti, status=status
         )
