@@ -1,7 +1,7 @@
 """DHT benchmark: plain kademlia vs the validating DHT, side by side, in one process.
 
 For each network size (default 100 and 500 nodes on 127.0.0.1) and each implementation:
-start the nodes (each bootstraps through the first), then
+start the nodes (the same seeded node ids for both; each bootstraps through the first), then
 
 1. all nodes up: `--ops` stores of distinct keys from random nodes, then a lookup of each key
    from another random node (sequential: clean per-operation latency);
@@ -44,7 +44,7 @@ TARGET_OVERHEAD = 0.30  # signed records vs plain kademlia, all nodes up
 class Net(Protocol):
     name: str
 
-    async def start(self, n: int) -> float: ...
+    async def start(self, ids: list[bytes]) -> float: ...
     async def stop_fraction(self, fraction: float, rng: random.Random) -> None: ...
     async def close(self) -> None: ...
     def alive(self) -> list[int]: ...
@@ -64,10 +64,10 @@ class PlainNet:
         self.ports: list[int] = []
         self.up: list[bool] = []
 
-    async def start(self, n: int) -> float:
+    async def start(self, ids: list[bytes]) -> float:
         started = time.perf_counter()
-        for _ in range(n):
-            server = Server()
+        for node_id in ids:
+            server = Server(node_id=node_id)
             await server.listen(0, interface="127.0.0.1")
             port = server.transport.get_extra_info("sockname")[1]
             if self.nodes:
@@ -118,11 +118,11 @@ class ValidatingNet:
         self.nodes: list[DhtNode] = []
         self.up: list[bool] = []
 
-    async def start(self, n: int) -> float:
+    async def start(self, ids: list[bytes]) -> float:
         started = time.perf_counter()
-        for _ in range(n):
+        for node_id in ids:
             boot = [self.nodes[0].address] if self.nodes else []
-            node = DhtNode(bootstrap=boot)
+            node = DhtNode(bootstrap=boot, node_id=node_id)
             await node.start()
             self.nodes.append(node)
             self.up.append(True)
@@ -237,7 +237,7 @@ async def bench_one(
     net: Net, n: int, batches: tuple[list[tuple[str, str]], list[tuple[str, str]]], args: Any
 ) -> tuple[list[Result], str]:
     rng = random.Random(args.seed)
-    boot = await net.start(n)
+    boot = await net.start([rng.randbytes(20) for _ in range(n)])  # same node ids for both
     info = f"{net.name}: bootstrap {boot:.1f} s, routing table avg {net.routing():.0f} contacts"
     before, during = batches
     out: list[Result] = []

@@ -63,7 +63,10 @@ setup_venv() {
 }
 
 setup_test_tools() {
-    apt_install mosquitto socat
+    apt_install mosquitto socat dbus-daemon  # dbus-daemon: the BLE tests' private bus
+    # install.sh and the ops tests: shellcheck, systemd-analyze (systemd), unshare + ip for the
+    # mDNS network namespace (util-linux, iproute2), pgrep (procps), the status page's browser
+    apt_install shellcheck systemd util-linux iproute2 procps chromium
     if ! command -v node >/dev/null \
         || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
         apt_install nodejs

@@ -16,12 +16,17 @@ Rules every backend keeps:
   value);
 - `subscribe` callbacks run on the event loop (thread callbacks are handed over with
   `loop.call_soon_threadsafe`); a callback receives a `Reading` or a `DriverError` (fault);
-- `stop()` leaves outputs in their safe state when the backend knows one.
+- `stop()` leaves outputs in their safe state when the backend knows one;
+- `validate()` is the pre-flight check (settings against the machine: pins that exist, device
+  files and ports that are present) and `claims()` names the exclusive resources (pins, ports) the
+  driver will use; the gateway calls both for every driver before it starts any Thing
+  (`registry.check_drivers`), so a bad config starts nothing half-way.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +45,19 @@ class Reading:
 
 Callback = Callable[[str, "Reading | DriverError"], None]
 Unsubscribe = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An exclusive resource a driver will use, checked across all Things before start.
+
+    `resource` is canonical ("gpio:GPIO17", "serial:/dev/ttyUSB0"), `setting` the driver setting
+    that claims it (for the error message). Claims with the same non-None `share` key may name the
+    same resource (e.g. two Things on one RS-485 bus with the same line settings)."""
+
+    resource: str
+    setting: str
+    share: str | None = None
 
 
 class Driver(abc.ABC):
@@ -73,6 +91,16 @@ class Driver(abc.ABC):
         """The channel names this driver serves for its Thing."""
         return ()
 
+    # -- pre-flight (called for every driver before any Thing starts)
+    def validate(self) -> None:
+        """Check the settings against the machine without opening any hardware; raise
+        DriverConfigError naming the Thing and the setting. The default checks nothing."""
+        return None
+
+    def claims(self) -> Sequence[Claim]:
+        """The exclusive resources this driver will use (see `Claim`). Default: none."""
+        return ()
+
     def subscribe(self, channel: str, callback: Callback) -> Unsubscribe:
         """Call `callback(channel, reading_or_fault)` on every change of CHANNEL."""
         if self.channels() and channel not in self.channels():
@@ -92,6 +120,15 @@ class Driver(abc.ABC):
         """Deliver to subscribers; must be called on the event loop thread."""
         for cb in list(self._subs.get(channel, ())):
             cb(channel, item)
+
+    def _emit_threadsafe(
+        self, loop: asyncio.AbstractEventLoop, channel: str, item: Reading | DriverError
+    ) -> None:
+        """`_emit` from any thread (gpiozero, pyserial and D-Bus callbacks): handed to LOOP."""
+        try:
+            loop.call_soon_threadsafe(self._emit, channel, item)
+        except RuntimeError:  # the loop is closed: the gateway is gone, nobody is listening
+            pass
 
     def setting(self, key: str, kind: type, default: Any = ...) -> Any:
         """A typed driver setting; a wrong or missing one is a DriverConfigError naming it."""

@@ -9,16 +9,23 @@ backend whose library is missing (gpiozero, bleak) only fails for the Things tha
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from device_drivers.base import Driver
+from device_drivers.base import Claim, Driver
 from device_drivers.errors import DriverConfigError
 
 ENTRY_POINT_GROUP = "streembit.drivers"
-BUILTIN_BACKENDS: Mapping[str, str] = {"sim": "device_drivers.sim:SimDriver"}
+BUILTIN_BACKENDS: Mapping[str, str] = {
+    "sim": "device_drivers.sim:SimDriver",
+    "gpio": "device_drivers.gpio:GpioDriver",
+    "onewire": "device_drivers.onewire:OneWireDriver",
+    "serial": "device_drivers.serial:SerialDriver",
+    "ble": "device_drivers.ble:BleDriver",
+    "companion": "device_drivers.companion:CompanionDriver",
+}
 
 
 def _targets() -> dict[str, list[str]]:
@@ -75,3 +82,27 @@ def create_driver(
     client) to backends that take them.
     """
     return driver_class(backend, thing)(thing, thing_type, settings, **inject)
+
+
+def check_drivers(drivers: Sequence[Driver]) -> None:
+    """Pre-flight for a whole gateway, before any Thing starts: every driver's `validate()`, then
+    no exclusive resource (a pin, a serial port) claimed twice, within one Thing or across Things.
+    Raises DriverConfigError naming the Thing and the setting."""
+    for driver in drivers:
+        driver.validate()
+    seen: dict[str, tuple[Driver, Claim]] = {}
+    for driver in drivers:
+        for claim in driver.claims():
+            prev = seen.get(claim.resource)
+            if prev is None:
+                seen[claim.resource] = (driver, claim)
+                continue
+            other, first = prev
+            if claim.share is not None and claim.share == first.share:
+                continue
+            owner = "this thing" if other is driver else f"thing {other.thing!r}"
+            raise DriverConfigError(
+                f"thing {driver.thing!r}: driver setting {claim.setting!r}: {claim.resource} is "
+                f"already used by {owner} (setting {first.setting!r}); a pin or port can serve "
+                "one purpose only"
+            )

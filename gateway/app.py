@@ -18,21 +18,26 @@ from typing import Any
 
 from aiohttp import web
 
-from device_drivers.registry import create_driver
+from device_drivers.registry import check_drivers, create_driver
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
 from gateway.auth import TokenVerifier
 from gateway.bindings.http import HttpBinding
+from gateway.bindings.mqtt import MqttBinding
 from gateway.bindings.p2p import P2PBinding
+from gateway.companion.broker import things_root
+from gateway.companion.setup import CompanionSetup, broker_url
 from gateway.config import GatewayConfig
 from gateway.errors import StreembitError
 from gateway.identity import KeyPair
+from gateway.ops.view import GatewayView
 from gateway.p2p import DhtNode
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
 from gateway.things import Thing, build_thing
 from gateway.wot import build_directory_td, build_td, td_digest
+from gateway.wot.td import MqttForms
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,12 @@ class Gateway:
     http_url: str = ""
     p2p: P2PBinding | None = None
     dht: DhtNode | None = None
+    companion: CompanionSetup | None = None
+    mqtt: MqttBinding | None = None
     started_at: float = field(default_factory=time.monotonic)
+    reset_requested: asyncio.Event = field(default_factory=asyncio.Event)  # the button was held
+    reset_button: Any = None
+    reset_pin_factory: Any = None  # gpiozero pin factory for the reset button (tests: MockFactory)
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
     _directory: dict[str, Any] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -65,16 +75,34 @@ class Gateway:
         return self.identity.id
 
     @classmethod
-    async def create(cls, config: GatewayConfig, *, create_key: bool = False) -> Gateway:
+    async def create(
+        cls,
+        config: GatewayConfig,
+        *,
+        create_key: bool = False,
+        inject: dict[str, dict[str, Any]] | None = None,  # thing -> objects for its driver
+    ) -> Gateway:
         state = StateDir(config.state_dir)
         identity = state.load_identity(create=create_key)
         state.lock()
         acl = AclStore(state.path, identity.id)
         audit = AuditLog.open(state.path / "audit.sqlite3")
         things: dict[str, Thing] = {}
+        inject = inject or {}
+        companion = CompanionSetup(config, state, identity.id)
         try:
-            for tc in config.things:
-                driver = create_driver(tc.driver, tc.name, tc.type, tc.driver_settings)
+            drivers = [
+                create_driver(
+                    tc.driver,
+                    tc.name,
+                    tc.type,
+                    tc.driver_settings,
+                    **{**companion.inject(tc), **inject.get(tc.name, {})},
+                )
+                for tc in config.things
+            ]
+            check_drivers(drivers)  # pre-flight: pins, ports, device files; nothing opened yet
+            for tc, driver in zip(config.things, drivers, strict=True):
                 things[tc.name] = build_thing(tc, driver)
         except BaseException:
             audit.close()
@@ -83,7 +111,9 @@ class Gateway:
         processor = RequestProcessor(things, acl, audit)
         verifier = TokenVerifier(identity.id, acl.key_for)
         acl.on_change.append(lambda *_: verifier.invalidate())
-        return cls(config, state, identity, acl, audit, things, processor, verifier)
+        gw = cls(config, state, identity, acl, audit, things, processor, verifier)
+        gw.companion = companion
+        return gw
 
     def tds(self) -> dict[str, dict[str, Any]]:
         return self._tds
@@ -93,14 +123,18 @@ class Gateway:
 
     async def start(self) -> None:
         started: list[Thing] = []
+        for thing in self.things.values():  # driver and safety faults -> audit log (system)
+            thing.bus.listeners.append(self._fault_auditor(thing.name))
         try:
             for thing in self.things.values():
                 await thing.start()
                 started.append(thing)
             await self._restore_settings()
             await self._start_http()
+            await self._start_mqtt()
             if self.config.p2p.enabled:
                 await self._start_p2p()
+            self._start_reset_button()
         except BaseException:
             await self._stop_network()
             for thing in reversed(started):
@@ -113,10 +147,64 @@ class Gateway:
             self._system_record("start", f"gateway started, {len(self.things)} things")
         )
 
+    def _start_reset_button(self) -> None:
+        """A long press of the configured GPIO button: factory reset (physical presence).
+
+        The press is handled on a gpiozero thread; the gateway then stops (`reset_requested`),
+        and its service manager starts it again, unprovisioned."""
+        cfg = self.config.reset_button
+        if cfg.pin is None:
+            return
+        from gateway.provisioning.reset import ResetButton, gateway_reset
+
+        loop = asyncio.get_running_loop()
+
+        def done() -> None:  # on the gpiozero thread
+            loop.call_soon_threadsafe(self.reset_requested.set)
+
+        self.reset_button = ResetButton(
+            cfg.pin,
+            gateway_reset(
+                self.state.path,
+                self.acl,
+                self.audit,
+                done,
+            ),
+            hold_time=cfg.hold_s,
+            pull_up=cfg.pull_up,
+            pin_factory=self.reset_pin_factory,
+        )
+
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _fault_auditor(self, thing: str) -> Any:
+        """A bus listener recording each fault a Thing reports, and its clearing, as a system
+        audit record (faults at start-up and shutdown included)."""
+        from gateway.audit import AuditRecord
+
+        active = False
+
+        def on_publish(note: Any) -> None:
+            nonlocal active
+            if note.kind != "property" or note.name != "fault":
+                return
+            if note.data is None and not active:
+                return  # "no fault" at start-up is not news
+            active = note.data is not None
+            rec = AuditRecord(
+                ts=time.time(), subject="system", binding="local", op="fault", thing=thing,
+                affordance="fault", allowed=True, rule="system",
+                reason="fault" if active else "cleared", detail=str(note.data or "cleared"),
+            )
+            try:
+                self.audit.append_nowait(rec)
+            except StreembitError as exc:  # closed or overloaded: never break the Thing
+                log.warning("fault of %s not audited: %s", thing, exc)
+
+        return on_publish
 
     async def _watch_acl(self) -> None:
         """Poll acl.jws so `streembit-gateway acl apply` also reaches a running gateway."""
@@ -137,6 +225,7 @@ class Gateway:
             self.tds,
             self.directory_td,
             max_body=cfg.max_body,
+            ops=GatewayView(self),  # /status, /status.json, /metrics (gateway/ops/view.py)
         )
         self.runner = web.AppRunner(self.http.app, access_log=None, handle_signals=False)
         await self.runner.setup()
@@ -147,7 +236,9 @@ class Gateway:
             port = int(self.runner.addresses[0][1])
         self.http_url = (cfg.base_url or f"http://{cfg.host}:{port}").rstrip("/")
         for name, thing in self.things.items():
-            self._tds[name] = build_td(thing, gateway_id=self.id, base_url=self.http_url)
+            self._tds[name] = build_td(
+                thing, gateway_id=self.id, base_url=self.http_url, mqtt=self._mqtt_forms()
+            )
         self._directory = build_directory_td(
             gateway_id=self.id, base_url=self.http_url, title=f"{self.config.name} directory"
         )
@@ -197,7 +288,33 @@ class Gateway:
             log.warning("contact record not stored by any DHT node yet; it is republished")
         return count
 
+    def _mqtt_forms(self) -> MqttForms | None:
+        cfg = self.config.mqtt
+        if cfg.broker is None or not cfg.things:
+            return None
+        return MqttForms(broker_url(cfg.public_url or cfg.broker), things_root(self.id))
+
+    async def _start_mqtt(self) -> None:
+        """The W3C MQTT binding (retained values, events) and Home Assistant discovery."""
+        cfg = self.config.mqtt
+        if cfg.broker is None or self.companion is None or not (cfg.things or cfg.discovery):
+            return
+        self.mqtt = MqttBinding(
+            self.companion.connection(cfg.broker),
+            self.things,
+            gateway_id=self.id,
+            gateway_name=self.config.name,
+            publish_things=cfg.things,
+            discovery=cfg.discovery,
+            discovery_prefix=cfg.discovery_prefix,
+        )
+        await self.mqtt.start()
+
     async def _stop_network(self) -> None:
+        if self.mqtt is not None:
+            with contextlib.suppress(Exception):
+                await self.mqtt.stop()
+            self.mqtt = None
         if self.p2p is not None:
             with contextlib.suppress(Exception):
                 await self.p2p.stop()
@@ -209,6 +326,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Safe state first, then settings, then the listeners, then the audit log. Never raises."""
+        if self.reset_button is not None:
+            self.reset_button.close()
+            self.reset_button = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

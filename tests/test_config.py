@@ -118,3 +118,12 @@ def test_run_with_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{f}: things[0].safety.jam_timeout_s: a number >= 0" in proc.stderr
     assert not state.exists(), "nothing may be created from a bad config"
+
+
+def test_reset_button_settings(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text("[gateway.reset_button]\npin = 27\nhold_s = 5\n")
+    assert load_config(f).reset_button.pin == 27
+    f.write_text("[gateway.reset_button]\npin = 27\nhold_s = 0.1\n")
+    with pytest.raises(ConfigError, match=r"gateway\.reset_button\.hold_s"):
+        load_config(f)

@@ -336,6 +336,31 @@ async def test_dead_contact_is_evicted_and_skipped() -> None:
         assert asker.protocol.timeouts.reply_timeout <= FAST_TIMEOUT
 
 
+async def test_late_reply_restores_the_peer_and_raises_the_timeout() -> None:
+    async with network(2) as nodes:
+        asker = nodes[0]
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        peer_id = b"p" * 20
+        peer_node = Node(peer_id, "127.0.0.1", peer.getsockname()[1])
+        try:
+            loop = asyncio.get_running_loop()
+            before = asker.protocol.timeouts.rto
+            reply = asker.protocol.call_ping(peer_node)
+            request = await loop.sock_recv(peer, 9000)
+            assert await reply == (False, None)  # silent for longer than the timeout
+            assert asker.protocol.is_dead(peer_node)
+            msg_id = request[1:21]
+            await loop.sock_sendto(peer, b"\x01" + msg_id + umsgpack.packb(peer_id), asker.address)
+            await asyncio.sleep(0.05)
+            assert not asker.protocol.is_dead(peer_node)
+            assert any(c.id == peer_id for c in asker.protocol.router.contacts())
+            assert asker.protocol.timeouts.rto > before
+        finally:
+            peer.close()
+
+
 async def test_malformed_datagrams_are_dropped(loop_errors: list[dict[str, Any]]) -> None:
     async with network(3) as nodes:
         target = nodes[1]
@@ -382,6 +407,27 @@ async def test_malformed_datagrams_are_dropped(loop_errors: list[dict[str, Any]]
         assert await nodes[1].get(kp.id) is not None
         assert await target.get(generate_keypair().id) is None
     assert loop_errors == []
+
+
+async def test_joins_when_the_bootstrap_node_comes_up_later() -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    late = DhtNode(bootstrap=[("127.0.0.1", port)], rpc_timeout=FAST_TIMEOUT, bootstrap_retry=0.2)
+    await late.start()  # nobody answers yet: starts anyway, with an empty routing table
+    first = DhtNode(port=port)
+    try:
+        assert late.routing_size() == 0
+        await first.start()
+        for _ in range(20):
+            await asyncio.sleep(0.1)
+            if late.routing_size():
+                break
+        assert late.routing_size() == 1 and first.routing_size() == 1
+    finally:
+        await late.stop()
+        await first.stop()
 
 
 async def test_stop_cancels_named_tasks() -> None:

@@ -170,3 +170,39 @@ def test_companion_pairing_refuses_bad_input(world: World) -> None:
     with pytest.raises(ProvisioningError) as info:
         companion_pairing(world.state, "ok", "h", 1)
     assert info.value.code == "pairings_damaged"
+
+
+async def test_configured_reset_button_resets_a_running_gateway(tmp_path: Path) -> None:
+    """`[gateway.reset_button]` wired into the running gateway: a long press wipes the keys,
+    owner and ACL, keeps the audit log, and asks the gateway to stop."""
+    import asyncio
+    import dataclasses
+
+    from gpiozero.pins.mock import MockFactory
+
+    from gateway.app import Gateway
+    from gateway.config import ResetButtonConfig
+    from gateway.identity import generate_keypair
+    from gateway.state import StateDir
+    from tests.helpers import demo_config
+
+    state = tmp_path / "st"
+    gw_key, _ = StateDir(state).init_identity()
+    AclStore(state, gw_key.id).pin_owner(generate_keypair().public)
+    cfg = dataclasses.replace(
+        demo_config(state), reset_button=ResetButtonConfig(pin=27, hold_s=2.0)
+    )
+    gw = await Gateway.create(cfg)
+    factory = MockFactory()
+    gw.reset_pin_factory = factory
+    await gw.start()
+    try:
+        pin = factory.pin(27)
+        pin.drive_low()  # press ... gpiozero's hold timer fires after hold_s
+        await asyncio.wait_for(gw.reset_requested.wait(), 6)
+        pin.drive_high()
+        assert not (state / "gateway.key").exists() and not (state / "owner.pub").exists()
+        assert gw.acl.owner is None
+        assert (state / "audit.sqlite3").exists()
+    finally:
+        await gw.stop()

@@ -19,6 +19,7 @@ from joserfc.jwk import OctKey
 from gateway.errors import P2PError
 from gateway.identity import KeyPair, PublicIdentity, generate_keypair, thumbprint
 from gateway.p2p.records import (
+    MAX_LIFETIME,
     MAX_RECORD_BYTES,
     RECORD_TYP,
     RecordCode,
@@ -297,7 +298,7 @@ def test_missing_field(kp: KeyPair, missing: str) -> None:
         {"seq": 2**53},
         {"iat": 1.5},
         {"exp": NOW},
-        {"exp": NOW + 86_401},
+        {"exp": NOW + MAX_LIFETIME + 1},
         {"kind": "other"},
         {"addrs": []},
         {"addrs": "ws://h/"},

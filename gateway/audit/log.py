@@ -38,6 +38,9 @@ GROUP_WINDOW_S = 0.001  # under load, gather records this long so one fsync cove
 MAX_PENDING = 20_000  # queued records; beyond this appends fail (and requests are refused)
 BUSY_TIMEOUT_S = 5.0  # wait this long for another connection's lock before failing
 DB_FILE_MODE = 0o600  # who did what and when is private to the gateway user
+MIN_FREE_BYTES = 1024 * 1024  # below this much free space where the log lives, refuse requests
+SPACE_CHECK_S = 1.0  # free space is measured at most this often (a statvfs each time)
+RECOVER_RETRY_S = 1.0  # after a failed commit, a probe record is tried at most this often
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -132,6 +135,10 @@ class AuditLog:
         self._failed = False
         self.commits = 0  # transactions committed (group-commit effectiveness)
         self.records = 0  # records committed
+        self.failures = 0  # batches that could not be committed
+        self._space_checked = -SPACE_CHECK_S
+        self._space_ok = True
+        self._last_probe = -RECOVER_RETRY_S
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -195,8 +202,61 @@ class AuditLog:
 
     @property
     def healthy(self) -> bool:
-        """False once closed, or while the last batch failed to commit."""
-        return not self._closed and not self._failed and self._thread.is_alive()
+        """False once closed, while the last batch failed to commit, or while less than
+        MIN_FREE_BYTES are free on its file system (a full disk is refused before it fails)."""
+        return (
+            not self._closed
+            and not self._failed
+            and self._thread.is_alive()
+            and self.space_ok()
+        )
+
+    async def recover(self) -> bool:
+        """After failed commits (a full disk, an I/O error): if there is space again, commit one
+        system record saying so, at most every RECOVER_RETRY_S. True when the log accepts
+        records again. Requests stay refused until then, so nothing is done unrecorded."""
+        if self.healthy:
+            return True
+        if self._closed or not self._thread.is_alive() or not self.space_ok():
+            return False
+        now = time.monotonic()
+        if now - self._last_probe < RECOVER_RETRY_S:
+            return False
+        self._last_probe = now
+        probe = AuditRecord(
+            ts=time.time(),
+            subject="system",
+            binding="local",
+            op="auditrecovered",
+            thing="",
+            affordance="",
+            allowed=True,
+            rule="system",
+            reason="ok",
+            detail=f"audit log writable again after {self.failures} failed commits",
+        )
+        try:
+            await self.append(probe)
+        except AuditError:
+            return False
+        log.warning("audit log writable again after %d failed commits", self.failures)
+        return self.healthy
+
+    def free_bytes(self) -> int | None:
+        """Bytes available to this process on the log's file system (None if unknown)."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def space_ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._space_checked >= SPACE_CHECK_S:
+            free = self.free_bytes()
+            self._space_ok = free is None or free >= MIN_FREE_BYTES
+            self._space_checked = now
+        return self._space_ok
 
     # --------------------------------------------------------------------- writing
     async def append(self, rec: AuditRecord) -> None:
@@ -267,6 +327,9 @@ class AuditLog:
             error = AuditError(f"audit write failed: {exc}")
             log.error("audit write of %d records failed: %s", len(batch), exc)
         self._failed = error is not None
+        if error is not None:
+            self.failures += 1
+            self._space_checked = -SPACE_CHECK_S  # measure again before the next request
         if error is None:
             self.commits += 1
             self.records += len(batch)

@@ -46,12 +46,17 @@ def add_json(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: str | None = None) -> str:
+    """The one place logging is set up: LEVEL, and FMT (journal | json | text | auto; default
+    $STREEMBIT_LOG_FORMAT, else auto: the journal when systemd runs us). Returns the format."""
+    from gateway.ops.logs import build_handler, choose_format
+
+    chosen = choose_format(fmt)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[build_handler(chosen)],
     )
+    return chosen
 
 
 def glue_id_options(argv: list[str], id_options: tuple[str, ...]) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
+from gateway.cli import companion_cli
 from gateway.cli.common import EXIT_OK, add_json, out, run
 from gateway.cli.provisioning_gateway import add_commands as add_provisioning_commands
 from gateway.cli.serve import add_serve_flags, run_serve
@@ -141,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("check-config", "check a config file and exit")
     sp.add_argument("config", type=Path)
     sp.set_defaults(func=cmd_check_config)
+    companion_cli.add_commands(sub)
+    __import__("gateway.cli.doctor", fromlist=["x"]).add_commands(sub)  # doctor, migrate
     return p
 
 

@@ -204,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_show)
     add_network_commands(sub, acl)
     add_provisioning_commands(sub)  # owner-qr, claim, transfer: gateway/cli/provisioning_peer.py
+    __import__("gateway.cli.discover", fromlist=["x"]).add_commands(sub)  # LAN discovery (mDNS)
     return p
 
 

@@ -1,24 +1,39 @@
-"""`demo` and `run`: start the gateway, print the ready line, stop cleanly on SIGTERM/SIGINT."""
+"""`demo` and `run`: start the gateway, print the ready line, stop cleanly on SIGTERM/SIGINT.
+
+Under systemd (`Type=notify`) the gateway tells systemd READY=1 once it serves, feeds the
+watchdog at half of WatchdogSec, and says STOPPING=1 when it shuts down (gateway/ops/sdnotify.py).
+It also announces itself on the LAN by mDNS (gateway/wot/mdns.py) and writes `running.json` in
+its state folder (gateway/ops/runinfo.py). The config file is read once: edits take effect at
+the next restart, and the gateway logs once that the file changed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import signal
 import sys
+from typing import Final
 
 from gateway.app import Gateway
-from gateway.config import GatewayConfig, parse_hostport
+from gateway.config import GatewayConfig, MdnsConfig, parse_hostport
 from gateway.errors import ConfigError
+from gateway.ops import runinfo
+from gateway.ops.sdnotify import Notifier, watchdog_interval
+from gateway.wot.mdns import MdnsAdvertiser, host_label, interfaces_for, plan
 
 log = logging.getLogger(__name__)
 
+CONFIG_WATCH_S: Final = 5.0  # how often the config file is compared with the loaded one
+
 
 def apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
-    """--http-port, --ws-port, --dht-port, --bootstrap; any P2P flag turns the network on."""
+    """--http-port, --ws-port, --dht-port, --bootstrap; any P2P flag turns the network on.
+    --mdns-interface turns mDNS on (on those addresses), --no-mdns off."""
     if args.http_port is not None:
         config = dataclasses.replace(
             config, http=dataclasses.replace(config.http, port=args.http_port)
@@ -38,7 +53,12 @@ def apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayC
         p2p = dataclasses.replace(p2p, enabled=True, bootstrap=tuple(boot))
     if args.no_p2p:
         p2p = dataclasses.replace(p2p, enabled=False)
-    return dataclasses.replace(config, p2p=p2p)
+    mdns = config.mdns
+    if getattr(args, "mdns_interface", None):
+        mdns = MdnsConfig(enabled=True, interfaces=tuple(args.mdns_interface), name=mdns.name)
+    if getattr(args, "no_mdns", False):
+        mdns = dataclasses.replace(mdns, enabled=False)
+    return dataclasses.replace(config, p2p=p2p, mdns=mdns)
 
 
 def add_serve_flags(sp: argparse.ArgumentParser, http_default: str) -> None:
@@ -57,22 +77,86 @@ def add_serve_flags(sp: argparse.ArgumentParser, http_default: str) -> None:
         help="a DHT node to join through (repeatable); none: be the first node",
     )
     sp.add_argument("--no-p2p", action="store_true", help="serve HTTP only (no DHT, no WebSocket)")
+    sp.add_argument(
+        "--mdns-interface",
+        action="append",
+        default=[],
+        metavar="IPV4",
+        help="announce the Things by mDNS on this address (repeatable); default: on for a LAN "
+        "HTTP host, off for loopback",
+    )
+    sp.add_argument("--no-mdns", action="store_true", help="do not announce on the LAN")
+
+
+def _validate_mdns(config: GatewayConfig) -> None:
+    import ipaddress
+
+    for addr in config.mdns.interfaces:
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            raise ConfigError("--mdns-interface", addr, "an IPv4 address") from None
+
+
+async def _start_mdns(config: GatewayConfig, gw: Gateway) -> MdnsAdvertiser | None:
+    interfaces = interfaces_for(config.mdns, config.http.host)
+    if not interfaces:
+        return None
+    announcements = plan(
+        gateway_id=gw.id,
+        name=config.mdns.name or config.name,
+        base_url=gw.http_url,
+        things=list(gw.things),
+    )
+    adv = MdnsAdvertiser(interfaces, announcements, host_label(gw.id))
+    try:
+        await adv.start()
+    except Exception as exc:  # the LAN is optional: never fail the gateway for it
+        log.error("mDNS not started: %s", exc)
+        await adv.stop()
+        return None
+    return adv
+
+
+async def _watch_config(config: GatewayConfig, state_dir: object) -> None:
+    """Log once when the config file no longer matches the one loaded (it is not reloaded)."""
+    from pathlib import Path
+
+    warned: str | None = None
+    while True:
+        await asyncio.sleep(CONFIG_WATCH_S)
+        d = runinfo.drift(runinfo.read(Path(str(state_dir))))
+        now = d.file_sha256 if d else None
+        if d is not None and now != warned:
+            log.warning("%s", d.message(), extra={"config": d.config})
+            warned = now
+        elif d is None:
+            warned = None
 
 
 async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: bool) -> int:
     config = apply_overrides(config, args)
+    _validate_mdns(config)
+    notifier = Notifier.from_env()
     gw = await Gateway.create(config, create_key=create_key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    mdns: MdnsAdvertiser | None = None
     try:
         await gw.start()
         info = gw.ready_info()
+        runinfo.write(gw.state.path, info, config.source)
+        mdns = await _start_mdns(config, gw)
+        if mdns is not None:
+            info["mdns"] = mdns.interfaces
         if args.json:
             print(json.dumps(info, separators=(",", ":")), flush=True)
         else:
             print(f"gateway {info['id']} ready at {info['http']}", flush=True)
+            print(f"  status page: {info['http']}/status", flush=True)
             if "ws" in info:
                 print(f"  P2P: {info['ws']}  DHT: {info['dht']} (udp)", flush=True)
             for name in gw.things:
@@ -83,9 +167,41 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
                     f"{gw.state.path} --owner-key OWNER.pub`",
                     flush=True,
                 )
-        await stop.wait()
+        log.info("gateway %s ready at %s", info["id"], info["http"], extra={"gateway": gw.id})
+        if runinfo.config_file(config.source):
+            tasks.append(
+                asyncio.create_task(_watch_config(config, gw.state.path), name="config-watch")
+            )
+        if notifier is not None:
+            notifier.ready(f"serving {len(gw.things)} things at {info['http']}")
+            interval = watchdog_interval()
+            if interval is not None:
+                tasks.append(
+                    asyncio.create_task(notifier.run_watchdog(interval), name="sd-watchdog")
+                )
+        waits = {
+            asyncio.create_task(gw.reset_requested.wait(), name="reset-button-wait"),
+            asyncio.create_task(stop.wait(), name="signal-wait"),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if gw.reset_requested.is_set():
+            print("factory reset by the button: state wiped, stopping", file=sys.stderr, flush=True)
+        if notifier is not None:
+            notifier.stopping("stopping: locks locked, heaters off, state saved")
         print("stopping: locks locked, heaters off, state saved", file=sys.stderr, flush=True)
     finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if mdns is not None:
+            await mdns.stop()
+        runinfo.remove(gw.state.path)
         await gw.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -7,6 +7,7 @@ Every mistake is reported as a ConfigError naming the file, the key (a dotted pa
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,10 @@ from gateway.config.model import (
     GatewayConfig,
     HttpConfig,
     LockSafety,
+    MdnsConfig,
+    MqttConfig,
     P2pConfig,
+    ResetButtonConfig,
     Safety,
     SensorSafety,
     SwitchSafety,
@@ -37,6 +41,8 @@ SAFETY_TYPES: dict[str, type[Safety]] = {
     "sensor": SensorSafety,
 }
 SENSOR_KINDS = ("temperature", "humidity", "contact")
+METRICS_MODES = ("loopback", "token", "off")
+MAX_MDNS_NAME = 40  # bytes; a DNS-SD instance label holds 63 and we append " (gateway id)"
 
 
 class _Reader:
@@ -150,13 +156,16 @@ def parse_config(
     r = _Reader(source)
     r.unknown(data, {"gateway", "things"}, "")
     gw = r.table(data, "gateway", "gateway")
-    r.unknown(gw, {"name", "state_dir", "http", "p2p"}, "gateway")
+    r.unknown(gw, {"name", "state_dir", "http", "p2p", "mdns", "mqtt", "reset_button"}, "gateway")
     name = r.str_(gw, "name", "gateway.name", "streembit-gateway")
     state = Path(r.str_(gw, "state_dir", "gateway.state_dir", "/var/lib/streembit-gateway"))
     if not state.is_absolute() and base_dir is not None:
         state = base_dir / state
     http = r.table(gw, "http", "gateway.http")
-    r.unknown(http, {"host", "port", "base_url", "max_body"}, "gateway.http")
+    r.unknown(http, {"host", "port", "base_url", "max_body", "metrics"}, "gateway.http")
+    metrics = r.str_(http, "metrics", "gateway.http.metrics", "loopback")
+    if metrics not in METRICS_MODES:
+        raise r.fail("gateway.http.metrics", f"one of {', '.join(METRICS_MODES)}")
     http_cfg = HttpConfig(
         host=r.str_(http, "host", "gateway.http.host", "127.0.0.1"),
         port=r.int_(http, "port", "gateway.http.port", 8080, 0, 65535),
@@ -166,6 +175,7 @@ def parse_config(
         max_body=r.int_(
             http, "max_body", "gateway.http.max_body", 64 * 1024, 256, 16 * 1024 * 1024
         ),
+        metrics=metrics,
     )
     p2p_cfg = _p2p(r, gw)
     things_raw = data.get("things", [])
@@ -178,8 +188,103 @@ def parse_config(
             raise r.fail(f"things[{i}].name", f"a unique name ({t.name!r} is used twice)")
         seen.add(t.name)
     return GatewayConfig(
-        name=name, state_dir=state, http=http_cfg, p2p=p2p_cfg, things=things, source=source
+        name=name,
+        state_dir=state,
+        http=http_cfg,
+        p2p=p2p_cfg,
+        things=things,
+        source=source,
+        mdns=_mdns(r, gw),
+        mqtt=_mqtt(r, gw),
+        reset_button=_reset_button(r, gw),
     )
+
+
+def _reset_button(r: _Reader, gw: Mapping[str, Any]) -> ResetButtonConfig:
+    if "reset_button" not in gw:
+        return ResetButtonConfig()
+    t = r.table(gw, "reset_button", "gateway.reset_button")
+    r.unknown(t, {"pin", "hold_s", "pull_up"}, "gateway.reset_button")
+    pin = t.get("pin")
+    if isinstance(pin, bool) or not isinstance(pin, (int, str)) or pin == "":
+        raise r.fail("gateway.reset_button.pin", 'a GPIO number or name such as 27 or "GPIO27"')
+    hold = t.get("hold_s", 10.0)
+    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 2 <= hold <= 120:
+        raise r.fail("gateway.reset_button.hold_s", "a number of seconds from 2 to 120")
+    pull_up = t.get("pull_up", True)
+    if not isinstance(pull_up, bool):
+        raise r.fail("gateway.reset_button.pull_up", "true or false")
+    return ResetButtonConfig(pin=pin, hold_s=float(hold), pull_up=pull_up)
+
+
+def _mqtt(r: _Reader, gw: Mapping[str, Any]) -> MqttConfig:
+    if "mqtt" not in gw:
+        return MqttConfig()
+    t = r.table(gw, "mqtt", "gateway.mqtt")
+    keys = {"broker", "public_url", "things", "discovery", "discovery_prefix"}
+    r.unknown(t, keys, "gateway.mqtt")
+    urls: dict[str, str | None] = {}
+    for key in ("broker", "public_url"):
+        val = r.str_(t, key, f"gateway.mqtt.{key}") if key in t else None
+        if val is not None:
+            rest = val.split("://", 1)[1] if val.startswith(("mqtt://", "mqtts://")) else val
+            host, sep, port = rest.rstrip("/").rpartition(":")
+            if (
+                "://" in rest
+                or not sep
+                or not host
+                or not port.isdigit()
+                or not 0 < int(port) < 65536
+            ):
+                raise r.fail(
+                    f"gateway.mqtt.{key}", '"mqtts://HOST:PORT", "mqtt://HOST:PORT" or "HOST:PORT"'
+                )
+        urls[key] = val
+    if urls["broker"] is None:
+        raise r.fail("gateway.mqtt.broker", '"mqtts://HOST:PORT" (required in [gateway.mqtt])')
+    flags: dict[str, bool] = {}
+    for key in ("things", "discovery"):
+        val = t.get(key, True)
+        if not isinstance(val, bool):
+            raise r.fail(f"gateway.mqtt.{key}", "true or false")
+        flags[key] = val
+    prefix = r.str_(t, "discovery_prefix", "gateway.mqtt.discovery_prefix", "homeassistant")
+    if any(c in prefix for c in "#+ ") or prefix.startswith("/") or prefix.endswith("/"):
+        raise r.fail("gateway.mqtt.discovery_prefix", "an MQTT topic without wildcards")
+    return MqttConfig(
+        broker=urls["broker"],
+        public_url=urls["public_url"],
+        things=flags["things"],
+        discovery=flags["discovery"],
+        discovery_prefix=prefix,
+    )
+
+
+def _mdns(r: _Reader, gw: Mapping[str, Any]) -> MdnsConfig:
+    if "mdns" not in gw:
+        return MdnsConfig()
+    t = r.table(gw, "mdns", "gateway.mdns")
+    r.unknown(t, {"enabled", "interfaces", "name"}, "gateway.mdns")
+    enabled = t.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise r.fail("gateway.mdns.enabled", "true or false")
+    ifaces = t.get("interfaces", [])
+    if not isinstance(ifaces, list) or not all(_is_ipv4(i) for i in ifaces):
+        raise r.fail("gateway.mdns.interfaces", 'a list of IPv4 addresses ("192.168.1.20")')
+    name = r.str_(t, "name", "gateway.mdns.name") if "name" in t else None
+    if name is not None and len(name.encode()) > MAX_MDNS_NAME:
+        raise r.fail("gateway.mdns.name", f"at most {MAX_MDNS_NAME} bytes")
+    return MdnsConfig(enabled=enabled, interfaces=tuple(ifaces), name=name)
+
+
+def _is_ipv4(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

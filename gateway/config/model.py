@@ -66,6 +66,9 @@ class HttpConfig:
     port: int = 8080
     base_url: str | None = None  # public URL for TD forms, if not http://host:port
     max_body: int = 64 * 1024  # bytes; larger request bodies get 413
+    # GET /metrics: "loopback" (no token from 127.0.0.1/::1, a granted token from elsewhere),
+    # "token" (always a token of the owner or a granted key), or "off"
+    metrics: str = "loopback"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,38 @@ class P2pConfig:
 
 
 @dataclass(frozen=True)
+class MdnsConfig:
+    """LAN discovery: DNS-SD `_wot._tcp` over mDNS (WoT Discovery), one service per Thing and
+    one for the TD Directory."""
+
+    enabled: bool | None = None  # None: on unless the HTTP host is a loopback address
+    interfaces: tuple[str, ...] = ()  # IPv4 addresses to announce on; () = the HTTP host's
+    name: str | None = None  # service instance name prefix; None = the gateway's name
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The gateway on an MQTT broker (mosquitto on the Pi): the companion boards' link, the W3C
+    MQTT binding (retained property values, events) and Home Assistant discovery. The gateway's
+    own broker account is in the state folder (`streembit-gateway companion broker`)."""
+
+    broker: str | None = None  # "mqtts://host:port" (or mqtt://, or host:port); None = no MQTT
+    public_url: str | None = None  # the broker as consumers reach it (TD hrefs), if not `broker`
+    things: bool = True  # publish every Thing's properties and events (W3C MQTT binding)
+    discovery: bool = True  # Home Assistant MQTT discovery messages
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True)
+class ResetButtonConfig:
+    """A GPIO button for a factory reset by physical presence (long press)."""
+
+    pin: int | str | None = None  # None: no button (reset only with `streembit-gateway reset`)
+    hold_s: float = 10.0  # press this long to reset; short presses do nothing
+    pull_up: bool = True  # button wired to ground, internal pull-up
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     name: str
     state_dir: Path
@@ -92,3 +127,6 @@ class GatewayConfig:
     p2p: P2pConfig = field(default_factory=P2pConfig)
     things: tuple[ThingConfig, ...] = ()
     source: str = "<defaults>"  # the file this came from, for messages
+    mdns: MdnsConfig = field(default_factory=MdnsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    reset_button: ResetButtonConfig = field(default_factory=ResetButtonConfig)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -124,10 +125,14 @@ class Lookup:
         if self._quorum_met():
             return
         # Section 2.3 of the paper: once a round of alpha answers brought nobody closer, ask
-        # all of the k closest not yet asked at once, plus up to alpha more if peers have been
-        # found dead (dead ones then stall side by side instead of one after another).
+        # all of the k closest not yet asked at once, plus spares for the share of them that is
+        # probably dead (recent RPC loss), so dead ones stall side by side, not one by one.
         final = self._idle >= self.settings.alpha
-        spares = min(self.settings.alpha, self._lost) if final else 0
+        spares = 0
+        if final:
+            k = self.settings.ksize
+            expected_dead = math.ceil(k * self.protocol.loss_rate)
+            spares = min(k, max(expected_dead, self.settings.alpha if self._lost else 0))
         width = self.settings.ksize + spares if final else self.settings.alpha
         room = width - self._active()
         for cand in self._window(spares):

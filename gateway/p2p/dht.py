@@ -204,6 +204,7 @@ class DhtNode:
         get_quorum: int = 2,
         republish_interval: float = 600.0,
         refresh_interval: float = 3600.0,
+        bootstrap_retry: float = 10.0,
         node_id: bytes | None = None,
     ) -> None:
         self.host = host
@@ -216,6 +217,7 @@ class DhtNode:
             get_quorum=get_quorum,
             republish_interval=republish_interval,
             refresh_interval=refresh_interval,
+            bootstrap_retry=bootstrap_retry,
         )
         self._server = ValidatingServer(self.settings, node_id)
         self._owned: dict[str, _Owned] = {}
@@ -409,15 +411,13 @@ class DhtNode:
     async def _maintain_loop(self) -> None:
         last_refresh = time.monotonic()
         while True:
+            next_refresh = last_refresh + self.settings.refresh_interval - time.monotonic()
+            await asyncio.sleep(max(0.0, min(self.settings.bootstrap_retry, next_refresh)))
             if self.routing_size() == 0 and self.bootstrap_addrs:
-                await asyncio.sleep(self.settings.bootstrap_retry)
-                await self.bootstrap(self.bootstrap_addrs)
-                continue
-            await asyncio.sleep(
-                max(0.0, last_refresh + self.settings.refresh_interval - time.monotonic())
-            )
-            last_refresh = time.monotonic()
-            await self._refresh()
+                await self.bootstrap(self.bootstrap_addrs)  # lost every contact: join again
+            if time.monotonic() - last_refresh >= self.settings.refresh_interval:
+                last_refresh = time.monotonic()
+                await self._refresh()
 
     async def _refresh(self) -> None:
         """Refresh lonely buckets and re-replicate records held longer than the interval."""

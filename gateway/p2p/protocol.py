@@ -11,7 +11,8 @@ Differences from `kademlia.protocol.KademliaProtocol` / `rpcudp.RPCProtocol`:
   the `rpc_timeout` setting); the routing table is updated when the reply or the timeout
   arrives, whoever awaits the future and even if they stopped waiting.
 * A peer that missed a reply is evicted from the routing table and remembered as dead for
-  `dead_contact_ttl` seconds, so lookups skip it when other peers still hand it out.
+  `dead_contact_ttl` seconds, so lookups skip it when other peers still hand it out; if its
+  reply comes late after all, it is put back and the late reply time raises the timeout.
 * The routing table's `find_neighbors` scans every bucket: kademlia's traverser stops early
   when it reaches an end of the bucket list past empty buckets and then returns too few or no
   contacts (the "early give-up" measured for 1-2 % of keys).
@@ -58,6 +59,10 @@ ID_LEN: Final = 20
 # rpcudp frames: 1 type byte, a 20-byte message id, then at most 8 KiB of msgpack.
 MAX_RPC_BODY: Final = 8192
 MAX_DATAGRAM: Final = 1 + ID_LEN + MAX_RPC_BODY
+# Timed-out requests remembered in case their reply comes late (oldest forgotten first).
+MAX_LATE: Final = 256
+# Weight of one RPC outcome in the moving average of lost RPCs (about the last 16 count).
+LOSS_WEIGHT: Final = 1 / 16
 # Nodes remembered as already welcomed (records handed over); a memory bound.
 MAX_WELCOMED: Final = 4096
 # Contacts accepted from one find_node answer (an honest peer sends at most k).
@@ -205,9 +210,11 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
             stall_floor=settings.stall_after_min,
         )
         self._pending: dict[bytes, _Pending] = {}
+        self._late: dict[bytes, _Pending] = {}  # timed-out requests whose reply may still come
         self._dead: dict[Address, float] = {}
         self._welcomed: dict[bytes, float] = {}
         self.transport: asyncio.DatagramTransport | None = None
+        self.loss_rate = 0.0  # recent share of RPCs that got no reply (moving average)
         self.served = 0  # requests answered (metrics)
         self.dropped = 0  # datagrams dropped as malformed
 
@@ -227,6 +234,7 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
     def close(self) -> None:
         """Fail every outstanding RPC at once (the node is stopping)."""
         pending, self._pending = self._pending, {}
+        self._late.clear()
         for p in pending.values():
             p.timer.cancel()
             if not p.future.done():
@@ -314,9 +322,6 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         self._welcome_sender(sender, nodeid)
         return {"value": value}
 
-    def rpc_stun(self, sender: Address) -> Address:  # pragma: no cover - not served
-        return sender
-
     # -- calling ----------------------------------------------------------------------------
 
     def request(
@@ -340,21 +345,44 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
 
     def _accept(self, msg_id: bytes, payload: object, address: Address) -> None:
         pending = self._pending.get(msg_id)
-        if pending is None or pending.address != address:
-            return  # late (after the timeout), unknown, or from another address
+        if pending is None:
+            self._accept_late(msg_id, address)
+            return
+        if pending.address != address:
+            return  # a reply from another address than we asked: ignore it
         del self._pending[msg_id]
         pending.timer.cancel()
         self.timeouts.observe(time.monotonic() - pending.sent)
+        self.loss_rate *= 1 - LOSS_WEIGHT
         if pending.node is not None:
             self.welcome_if_new(pending.node)
         if not pending.future.done():
             pending.future.set_result((True, payload))
 
+    def _accept_late(self, msg_id: bytes, address: Address) -> None:
+        """A reply after its timeout: the peer lives and the timeout was too short.
+
+        The reply is not used (its caller gave up), but the peer goes back into the routing
+        table and its reply time into the estimate, so a busy node or link raises the timeout
+        instead of evicting live peers (replies that beat the timeout alone would bias it low).
+        """
+        late = self._late.pop(msg_id, None)
+        if late is None or late.address != address:
+            return
+        self.timeouts.observe(time.monotonic() - late.sent)
+        self.loss_rate = max(0.0, self.loss_rate - LOSS_WEIGHT)
+        if late.node is not None:
+            self.welcome_if_new(late.node)
+
     def _expire(self, msg_id: bytes) -> None:
         pending = self._pending.pop(msg_id, None)
         if pending is None:
             return
+        self._late[msg_id] = pending
+        while len(self._late) > MAX_LATE:
+            del self._late[next(iter(self._late))]
         self._dead[pending.address] = time.monotonic() + self.settings.dead_contact_ttl
+        self.loss_rate = self.loss_rate * (1 - LOSS_WEIGHT) + LOSS_WEIGHT
         if pending.node is not None:
             log.debug("no reply from %s, evicting it", pending.node)
             self.router.remove_contact(pending.node)

@@ -53,8 +53,9 @@ KIND_CONTACT: Final = "contact"
 MAX_RECORD_BYTES: Final = 4096
 # How far an iat may lie in the future: Pi boards without an RTC drift before NTP syncs.
 CLOCK_SKEW: Final = 60
-# Longest lifetime (exp - iat) a node agrees to keep; owners republish long before that.
-MAX_LIFETIME: Final = 86_400
+# Longest lifetime (exp - iat) a node agrees to keep: kademlia's one-week storage TTL (the
+# gateway config allows record_ttl_s up to 7 days); owners re-sign at half-life anyway.
+MAX_LIFETIME: Final = 7 * 86_400
 # Default lifetime of a contact record; the owner re-signs it at half-life.
 DEFAULT_TTL: Final = 3600
 # JSON numbers above 2**53 lose precision in other implementations (JavaScript).

@@ -122,7 +122,7 @@ class RequestProcessor:
             refusal = self._refusal(d)
         if refusal is not None or d is None:
             return await self._finish(req, refusal or Outcome("forbidden"), allowed=False)
-        if not self.audit.healthy:
+        if not self.audit.healthy and not await self.audit.recover():
             return await self._finish(
                 req, Outcome("audit_unavailable", reason="audit log unavailable"), allowed=False
             )

@@ -7,7 +7,7 @@ oldest (counted in `dropped`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,8 +62,12 @@ class Bus:
     def __init__(self, thing: str) -> None:
         self.thing = thing
         self.seq = 0
+        self.faults = 0  # times the Thing's `fault` property turned non-null (metrics)
         self._subs: set[Subscription] = set()
         self.last: dict[tuple[Kind, str], Notification] = {}
+        # in-process observers called synchronously on every publish (the gateway's fault audit);
+        # not subscribers: they have no queue and are not counted in subscriber_count
+        self.listeners: list[Callable[[Notification], None]] = []
 
     def subscribe(self, kind: Kind, name: str) -> Subscription:
         sub = Subscription(self, kind, name)
@@ -75,11 +79,17 @@ class Bus:
 
     def publish(self, kind: Kind, name: str, data: Any) -> Notification:
         self.seq += 1
+        if kind == "property" and name == "fault" and data is not None:
+            before = self.last.get((kind, name))  # every Thing reports faults through `fault`
+            if before is None or before.data is None:
+                self.faults += 1
         n = Notification(self.thing, kind, name, data, self.seq)
         self.last[(kind, name)] = n
         for sub in list(self._subs):
             if sub.kind == kind and sub.name == name:
                 sub.push(n)
+        for listener in list(self.listeners):
+            listener(n)
         return n
 
     @property

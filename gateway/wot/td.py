@@ -15,6 +15,19 @@ Security: one Thing-level scheme, `bearer_sc` (an ES256 JWT in the Authorization
 the consumer's own key), and no form-level `security` (a form-level entry breaks node-wot's bearer
 credentials). Long-poll forms come first because node-wot uses the first matching form and cannot
 send the bearer token over SSE (its EventSource sends no headers).
+
+MQTT (W3C WoT MQTT binding, `mqv:` vocabulary), for Things the gateway also publishes on a broker
+(`build_td(..., mqtt=MqttForms(broker_url, topic_prefix))`): after the HTTP forms, each property
+gets a readproperty form and (if observable) an [observeproperty, unobserveproperty] form, each
+event a [subscribeevent, unsubscribeevent] form. The href is absolute,
+`mqtt[s]://host:port/{topic}` with the topic as its path (node-wot reads the topic only from
+there), and the topic is repeated in `mqv:filter` (subscribe) and `mqv:topic` (where the gateway
+publishes; property values are retained, `mqv:retain`). Topics: `{topic_prefix}/{thing}/
+properties/{p}` and `{topic_prefix}/{thing}/events/{e}`. The broker account these need is
+described by `mqtt_sc` in securityDefinitions; it is not named in any `security` (node-wot 0.9
+uses only the Thing-level scheme and mishandles form-level credentials), so consumers give their
+broker account to their MQTT client (node-wot: `MqttsClientFactory({username, password, ca})`).
+Writes and actions stay on HTTP and P2P, where the owner's ACL decides and the audit records who.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -33,8 +47,11 @@ from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing
 __all__ = [
     "BEARER_SCHEME",
     "CONTENT_TYPE",
+    "MQTT_SCHEME",
+    "MQV_CONTEXT",
     "TD_CONTEXT",
     "THING_ID_NAMESPACE",
+    "MqttForms",
     "build_directory_td",
     "build_td",
     "directory_id",
@@ -47,6 +64,23 @@ DISCOVERY_CONTEXT = "https://www.w3.org/2022/wot/discovery"
 CONTENT_TYPE = "application/json"
 BEARER_SCHEME = "bearer_sc"
 NOSEC_SCHEME = "nosec_sc"
+MQTT_SCHEME = "mqtt_sc"
+#: the namespace the W3C WoT MQTT binding template uses for its `mqv:` terms
+MQV_CONTEXT = "http://www.example.org/mqtt-binding#"
+
+
+@dataclass(frozen=True)
+class MqttForms:
+    """Where a Thing's properties and events are published: `broker_url` is `mqtt://host:port`
+    or `mqtts://host:port` (as consumers reach the broker), `topic_prefix` has no leading or
+    trailing "/" (the gateway uses `streembit/{gateway id}/things`)."""
+
+    broker_url: str
+    topic_prefix: str
+
+    def topic(self, thing: str, kind: str, name: str) -> str:
+        return f"{self.topic_prefix}/{thing}/{kind}/{name}"
+
 
 #: Namespace of the name-based (version 5) UUIDs of Thing ids. Fixed forever: changing it changes
 #: every Thing id, and node-wot keys credentials by id. It is uuid5(NAMESPACE_URL,
@@ -144,8 +178,10 @@ def _described(title: str, description: str) -> dict[str, Any]:
     return out
 
 
-def _context(semantic_type: str | None, *extra: str) -> list[Any]:
-    terms: dict[str, str] = {"@language": "en"}
+def _context(
+    semantic_type: str | None, *extra: str, terms_extra: Mapping[str, str] | None = None
+) -> list[Any]:
+    terms: dict[str, str] = {"@language": "en", **(terms_extra or {})}
     if semantic_type and ":" in semantic_type:
         prefix = semantic_type.split(":", 1)[0]
         if prefix in SEMANTIC_PREFIXES:
@@ -168,6 +204,31 @@ def _checked_name(key: str, spec: PropertySpec | ActionSpec | EventSpec) -> str:
     if spec.name != key:
         raise WotError(f"affordance {key!r} is declared with a different name {spec.name!r}")
     return _segment(key)
+
+
+def _mqtt_broker(broker_url: str) -> str:
+    parts = urlsplit(broker_url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.netloc or parts.path not in ("", "/"):
+        raise WotError(f"broker_url must be mqtt://host:port or mqtts://host:port: {broker_url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _mqtt_form(broker: str, topic: str, op: str | list[str], retain: bool) -> dict[str, Any]:
+    if not topic or topic.startswith("/") or any(c in topic for c in "#+\0"):
+        raise WotError(f"not a usable MQTT topic: {topic!r}")
+    form = _form(f"{broker}/{quote(topic, safe='/')}", op)
+    form.update({"mqv:filter": topic, "mqv:topic": topic, "mqv:controlPacket": "subscribe"})
+    form.update({"mqv:qos": "1", "mqv:retain": retain})
+    return form
+
+
+def _mqtt_scheme(broker: str) -> dict[str, Any]:
+    return {
+        "scheme": "basic",
+        "in": "auto",
+        "description": f"an account on the MQTT broker {broker} (CONNECT user name and "
+        "password) whose ACL lets it read these topics; give it to the MQTT client",
+    }
 
 
 def _property(key: str, spec: PropertySpec) -> dict[str, Any]:
@@ -219,7 +280,12 @@ def _event(key: str, spec: EventSpec) -> dict[str, Any]:
 
 
 def build_td(
-    thing: Thing, *, gateway_id: str, base_url: str, check: bool = False
+    thing: Thing,
+    *,
+    gateway_id: str,
+    base_url: str,
+    check: bool = False,
+    mqtt: MqttForms | None = None,
 ) -> dict[str, Any]:
     """The TD 1.1 of one Thing served by this gateway at `{base_url}/things/{thing.name}/`.
 
@@ -229,17 +295,35 @@ def build_td(
     8 MB) out of its memory; the test suite validates the TD of every Thing type and example.
     """
     base = _normalise_base_url(base_url)
-    td: dict[str, Any] = {"@context": _context(thing.semantic_type)}
+    broker = _mqtt_broker(mqtt.broker_url) if mqtt is not None else None
+    mqv = {"mqv": MQV_CONTEXT} if mqtt is not None else None
+    td: dict[str, Any] = {"@context": _context(thing.semantic_type, terms_extra=mqv)}
     if thing.semantic_type:
         td["@type"] = thing.semantic_type
     td["id"] = thing_id(gateway_id, thing.name)
     td.update(_described(thing.title, thing.description))
     td["base"] = f"{base}/things/{_segment(thing.name)}/"
     td["securityDefinitions"] = {BEARER_SCHEME: _bearer_scheme(base)}
+    if broker is not None:
+        td["securityDefinitions"][MQTT_SCHEME] = _mqtt_scheme(broker)
     td["security"] = [BEARER_SCHEME]
     properties = {key: _property(key, spec) for key, spec in thing.properties.items()}
     actions = {key: _action(key, spec) for key, spec in thing.actions.items()}
     events = {key: _event(key, spec) for key, spec in thing.events.items()}
+    if mqtt is not None and broker is not None:
+        for key, spec in thing.properties.items():
+            topic = mqtt.topic(thing.name, "properties", key)
+            forms = properties[key]["forms"]
+            forms.append(_mqtt_form(broker, topic, "readproperty", True))
+            if spec.observable:
+                forms.append(
+                    _mqtt_form(broker, topic, ["observeproperty", "unobserveproperty"], True)
+                )
+        for key in thing.events:
+            topic = mqtt.topic(thing.name, "events", key)
+            events[key]["forms"].append(
+                _mqtt_form(broker, topic, ["subscribeevent", "unsubscribeevent"], False)
+            )
     if properties:
         td["properties"] = properties
     if actions:

@@ -13,6 +13,7 @@ Routes (TD hrefs are relative to ``{base}/things/{name}/``):
   GET  /things/{t}/events/{e}                  subscribeevent, long-poll (HEAD answers at once)
   GET  /things/{t}/events/{e}/sse              subscribeevent, Server-Sent Events
   PUT  /acl                                    install a new owner-signed ACL (owner or admin)
+  GET  /status, /status.json, /metrics         status page and metrics (status.py), given `ops`
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -30,6 +31,9 @@ from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
 from gateway.errors import AclError, AuthError
 from gateway.requests import Outcome, Request, RequestProcessor
 from gateway.text import clean
+
+if TYPE_CHECKING:
+    from gateway.bindings.http.status import OpsSource
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class HttpBinding:
         directory_td: Callable[[], dict[str, Any]],
         *,
         max_body: int,
+        ops: OpsSource | None = None,
     ) -> None:
         self.processor = processor
         self.verifier = verifier
@@ -85,6 +90,10 @@ class HttpBinding:
         r.add_get("/things/{thing}/events/{name}", self.subscribe, allow_head=False)
         r.add_get("/things/{thing}/events/{name}/sse", self.subscribe_sse)
         r.add_put("/acl", self.put_acl)
+        if ops is not None:
+            from gateway.bindings.http.status import StatusRoutes
+
+            StatusRoutes(self, ops)
 
     # ------------------------------------------------------------- discovery
     async def well_known(self, request: web.Request) -> web.Response:

@@ -1,0 +1,649 @@
+"""The checks of `streembit-gateway doctor`: what is wrong with this installation, and the fix.
+
+Each check returns `Check(name, status, detail, fix)`, status "ok", "warn" or "fail". Nothing
+here changes anything: the fixes are printed for a person to run. Checks: the config file, the
+state folder (permissions, owner, schema version, free space), the keys, owner and ACL, the
+audit log, whether a gateway runs on the folder (and whether its config changed since), GPIO and
+serial access for the Things that need them, the MQTT broker, the DHT, and the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import grp
+import os
+import pwd
+import socket
+import sqlite3
+import stat
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import StreembitError
+from gateway.ops import runinfo
+from gateway.state import KEY_FILE, STATE_VERSION, StateDir
+
+Status = Literal["ok", "warn", "fail"]
+
+DEFAULT_CONFIG: Final = Path("/etc/streembit-gateway/gateway.toml")
+SERVICE: Final = "streembit-gateway"
+BROKER_DEFAULT: Final = ("127.0.0.1", 1883)
+CONNECT_TIMEOUT_S: Final = 2.0  # TCP and MQTT handshakes with local services
+HTTP_TIMEOUT_S: Final = 3.0
+DHT_TIMEOUT_S: Final = 5.0  # joining through the bootstrap nodes from a temporary node
+LOW_SPACE_BYTES: Final = 50 * 1024 * 1024  # warn below this much free space for the state
+EARLIEST_SANE_TIME: Final = 1_735_689_600  # 2025-01-01: a Pi without RTC before NTP sync
+MQTT_RC: Final = {
+    1: "unacceptable protocol version",
+    2: "client id rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorised",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, "ok", detail)
+
+
+def _warn(name: str, detail: str, fix: str = "") -> Check:
+    return Check(name, "warn", detail, fix)
+
+
+def _fail(name: str, detail: str, fix: str = "") -> Check:
+    return Check(name, "fail", detail, fix)
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _in_group(group: str) -> bool:
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    return gid in os.getgroups() or gid == os.getegid()
+
+
+# --------------------------------------------------------------------------- config
+def check_config(path: Path) -> tuple[list[Check], GatewayConfig | None]:
+    checks: list[Check] = []
+    try:
+        cfg = load_config(path)
+    except StreembitError as exc:
+        return [
+            _fail("config", str(exc), f"edit {path}, then: streembit-gateway check-config {path}")
+        ], None
+    checks.append(_ok("config", f"{path}: {len(cfg.things)} things"))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return checks, cfg
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISREG(st.st_mode) and mode & 0o002:
+        checks.append(
+            _fail(
+                "config permissions",
+                f"{path} is writable by everyone (mode {mode:o})",
+                f"chmod 640 {path}",
+            )
+        )
+    return checks, cfg
+
+
+# --------------------------------------------------------------------------- state
+def check_state(state_dir: Path) -> list[Check]:
+    state = StateDir(state_dir)
+    path = state.path
+    if not path.is_dir():
+        return [
+            _fail(
+                "state folder",
+                f"{path} does not exist",
+                f"sudo install -d -m 700 -o streembit -g streembit {path}",
+            )
+        ]
+    checks: list[Check] = []
+    try:
+        state.check_permissions()
+        checks.append(_ok("state permissions", f"{path}: folder and files private"))
+    except StreembitError as exc:
+        fix = str(exc).split("run: ", 1)[1] if "run: " in str(exc) else ""
+        checks.append(_fail("state permissions", str(exc), fix))
+    owner = os.stat(path).st_uid
+    strangers = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid != owner:
+                    strangers.append(entry.name)
+    if strangers:
+        try:
+            owner_name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            owner_name = str(owner)
+        checks.append(
+            _fail(
+                "state ownership",
+                f"{', '.join(sorted(strangers))} not owned by the folder's owner ({owner_name}): "
+                "the service cannot replace them",
+                f"sudo chown -R {owner_name}: {path}",
+            )
+        )
+    try:
+        version = state.version()
+    except StreembitError as exc:
+        checks.append(_fail("state version", str(exc)))
+    else:
+        if version is None:
+            checks.append(
+                _warn(
+                    "state version",
+                    f"{path} is empty (no VERSION yet)",
+                    f"streembit-gateway init --state {path}",
+                )
+            )
+        elif version > STATE_VERSION:
+            checks.append(
+                _fail(
+                    "state version",
+                    f"version {version} is newer than this gateway's {STATE_VERSION}",
+                    "install the newer gateway again (state is never downgraded)",
+                )
+            )
+        elif version < STATE_VERSION:
+            steps = "; ".join(m.summary for m in state.pending_migrations())
+            checks.append(
+                _warn(
+                    "state version",
+                    f"version {version}, migrated to {STATE_VERSION} at the next start ({steps})",
+                    f"streembit-gateway migrate --state {path}",
+                )
+            )
+        else:
+            checks.append(_ok("state version", f"version {version} (current)"))
+    try:
+        st = os.statvfs(path)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    if free is not None:
+        from gateway.audit.log import MIN_FREE_BYTES
+
+        mib = free / 1024 / 1024
+        if free < MIN_FREE_BYTES:
+            checks.append(
+                _fail(
+                    "disk space",
+                    f"{mib:.1f} MiB free for {path}: the gateway "
+                    "refuses every request (its audit log cannot be written)",
+                    "free space on that file system (journalctl --vacuum-size, "
+                    "apt-get clean, old files)",
+                )
+            )
+        elif free < LOW_SPACE_BYTES:
+            checks.append(
+                _warn(
+                    "disk space",
+                    f"only {mib:.0f} MiB free for {path}",
+                    "free space before the audit log fills it",
+                )
+            )
+        else:
+            checks.append(_ok("disk space", f"{mib:.0f} MiB free"))
+    return checks
+
+
+def check_keys(state_dir: Path) -> list[Check]:
+    from gateway.acl import ACL_FILE, AclStore
+    from gateway.identity import load_keypair
+
+    path = Path(state_dir).absolute()
+    key = path / KEY_FILE
+    if not key.exists():
+        return [
+            _fail(
+                "gateway key",
+                f"{key} missing",
+                f"sudo -u streembit streembit-gateway init --state {path}",
+            )
+        ]
+    try:
+        kp = load_keypair(key)
+    except StreembitError as exc:
+        fix = str(exc).split("run: ", 1)[1] if "run: " in str(exc) else ""
+        return [_fail("gateway key", str(exc), fix)]
+    checks = [_ok("gateway key", f"{key}: gateway id {kp.id}")]
+    try:
+        store = AclStore(path, kp.id)
+    except StreembitError as exc:
+        return [*checks, _fail("owner", str(exc))]
+    if store.owner is None:
+        checks.append(
+            _warn(
+                "owner",
+                "not provisioned: nobody can use the gateway yet",
+                f"streembit-gateway qr --state {path} (then claim it), or "
+                f"streembit-gateway provision --state {path} --owner-key OWNER.pub",
+            )
+        )
+        return checks
+    checks.append(_ok("owner", f"owner {store.owner.id}"))
+    acl_file = path / ACL_FILE
+    if store.current is not None:
+        checks.append(
+            _ok(
+                "ACL",
+                f"version {store.current.version}, "
+                f"{len(store.current.grants)} grants, signature valid",
+            )
+        )
+    elif acl_file.exists():
+        checks.append(
+            _fail(
+                "ACL",
+                f"{acl_file} is refused (bad signature, another gateway's, "
+                "or malformed): only the owner has access",
+                "install a fresh ACL signed by the owner: streembit-gateway acl "
+                "apply / streembit-peer acl push",
+            )
+        )
+    else:
+        checks.append(_ok("ACL", "none installed: only the owner has access"))
+    return checks
+
+
+def check_audit(state_dir: Path) -> list[Check]:
+    from gateway.audit import AUDIT_FILE
+
+    db = Path(state_dir) / AUDIT_FILE
+    if not db.exists():
+        return [_ok("audit log", f"{db} not created yet (made at the first start)")]
+    try:
+        uri = f"file:{db}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_S)) as conn:
+            result = conn.execute("PRAGMA quick_check").fetchone()
+            count = conn.execute("SELECT count(*) FROM audit").fetchone()[0]
+    except sqlite3.Error as exc:
+        return [
+            _fail(
+                "audit log",
+                f"{db}: {exc}",
+                "stop the gateway, move the file aside (keep it: it is evidence), start again",
+            )
+        ]
+    if not result or result[0] != "ok":
+        return [
+            _fail(
+                "audit log",
+                f"{db}: integrity check failed: {result}",
+                "stop the gateway, move the file aside, start again",
+            )
+        ]
+    return [_ok("audit log", f"{count} records, integrity ok")]
+
+
+# --------------------------------------------------------------------------- running
+def check_running(state_dir: Path, config_path: Path | None) -> tuple[list[Check], dict[str, Any]]:
+    state = StateDir(state_dir)
+    run = runinfo.read(state.path) or {}
+    if not state.is_locked_elsewhere():
+        return [
+            _warn(
+                "gateway",
+                "not running on this state folder",
+                f"sudo systemctl start {SERVICE} (logs: journalctl -u {SERVICE})",
+            )
+        ], {}
+    checks = [_ok("gateway", f"running (pid {run.get('pid', '?')}) at {run.get('http', '?')}")]
+    drift = runinfo.drift(run, config_path)
+    if drift is not None:
+        checks.append(_warn("config changed", drift.message(), f"sudo systemctl restart {SERVICE}"))
+    url = str(run.get("http", ""))
+    if url:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (our own http:// URL)
+                f"{url}/.well-known/wot", timeout=HTTP_TIMEOUT_S
+            ) as resp:
+                checks.append(_ok("HTTP", f"{url} answers ({resp.status})"))
+        except OSError as exc:
+            checks.append(
+                _fail("HTTP", f"{url} does not answer: {exc}", f"journalctl -u {SERVICE} -n 50")
+            )
+    return checks, run
+
+
+def _metric(url: str, name: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
+            text = resp.read(1024 * 1024).decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            with contextlib.suppress(ValueError):
+                return float(line.split()[1])
+    return None
+
+
+# --------------------------------------------------------------------------- devices
+def _uses(cfg: GatewayConfig, driver: str) -> list[str]:
+    return [t.name for t in cfg.things if t.driver == driver]
+
+
+def check_gpio(cfg: GatewayConfig, dev: Path = Path("/dev")) -> list[Check]:
+    users = [
+        t.name
+        for t in cfg.things
+        if t.driver == "gpio" and str(t.driver_settings.get("pin_factory", "")) != "mock"
+    ]
+    chips = sorted(glob.glob(str(dev / "gpiochip*")))
+    if not users:
+        return [_ok("GPIO", "no Thing uses GPIO")]
+    if not chips:
+        return [
+            _fail(
+                "GPIO",
+                f"{', '.join(users)} use GPIO but there is no {dev}/gpiochip*",
+                "run on a Raspberry Pi (or a board with a GPIO character device)",
+            )
+        ]
+    denied = [c for c in chips if not os.access(c, os.R_OK | os.W_OK)]
+    if denied:
+        return [
+            _fail(
+                "GPIO",
+                f"{_user()} cannot open {', '.join(denied)}",
+                f"sudo usermod -aG gpio {_user()} (and restart the service); Debian "
+                "without the gpio group: deploy/install.sh adds a udev rule for it",
+            )
+        ]
+    return [
+        _ok(
+            "GPIO",
+            f"{', '.join(Path(c).name for c in chips)} readable and writable "
+            f"(for {', '.join(users)})",
+        )
+    ]
+
+
+def _serial_ports(cfg: GatewayConfig) -> dict[str, list[str]]:
+    ports: dict[str, list[str]] = {}
+    for t in cfg.things:
+        port = None
+        if t.driver == "serial":
+            port = t.driver_settings.get("port")
+        elif t.driver == "companion":
+            port = t.driver_settings.get("serial")
+        if isinstance(port, str) and port:
+            ports.setdefault(port, []).append(t.name)
+    return ports
+
+
+def check_serial(cfg: GatewayConfig) -> list[Check]:
+    ports = _serial_ports(cfg)
+    if not ports:
+        return [_ok("serial", "no Thing uses a serial port")]
+    checks: list[Check] = []
+    for port, things in sorted(ports.items()):
+        p = Path(port)
+        who = ", ".join(things)
+        if not p.exists():
+            checks.append(
+                _fail(
+                    "serial",
+                    f"{port} (for {who}) is missing",
+                    "plug the adapter in; ls -l /dev/serial/by-id/ shows the stable "
+                    "name to put in the config",
+                )
+            )
+        elif not stat.S_ISCHR(p.stat().st_mode):
+            checks.append(_fail("serial", f"{port} (for {who}) is not a character device"))
+        elif not os.access(p, os.R_OK | os.W_OK):
+            checks.append(
+                _fail(
+                    "serial",
+                    f"{_user()} cannot open {port} (for {who})",
+                    f"sudo usermod -aG dialout {_user()} (and restart the service)",
+                )
+            )
+        else:
+            checks.append(_ok("serial", f"{port} readable and writable (for {who})"))
+    return checks
+
+
+# --------------------------------------------------------------------------- broker
+def mqtt_connect_packet(client_id: str, user: str | None, password: str | None) -> bytes:
+    """An MQTT 3.1.1 CONNECT packet (clean session, keepalive 10 s)."""
+
+    def s(text: str) -> bytes:
+        data = text.encode()
+        return len(data).to_bytes(2, "big") + data
+
+    flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
+    body = s("MQTT") + bytes((4, flags)) + (10).to_bytes(2, "big") + s(client_id)
+    if user is not None:
+        body += s(user)
+    if password is not None:
+        body += s(password)
+    length = len(body)
+    encoded = bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes((0x10,)) + bytes(encoded) + body
+
+
+def mqtt_probe(host: str, port: int, user: str | None = None, password: str | None = None) -> int:
+    """CONNACK return code of a CONNECT to HOST:PORT (0 accepted); OSError if unreachable."""
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as sock:
+        sock.sendall(mqtt_connect_packet(f"doctor-{os.getpid()}", user, password))
+        data = b""
+        while len(data) < 4:
+            chunk = sock.recv(4 - len(data))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            data += chunk
+        if data[0] != 0x20:
+            raise ConnectionError(f"not an MQTT CONNACK: {data!r}")
+        with contextlib.suppress(OSError):
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+        return data[3]
+
+
+def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
+    targets: list[tuple[str, int, bool]] = []
+    if cfg is not None:
+        for t in cfg.things:
+            broker = t.driver_settings.get("broker") if t.driver == "companion" else None
+            if isinstance(broker, str):
+                with contextlib.suppress(Exception):
+                    from device_drivers.companion.mqtt import parse_broker
+
+                    targets.append(parse_broker(broker))
+    needed = bool(targets)
+    if not targets:
+        targets = [(*BROKER_DEFAULT, False)]
+    creds: Any = None
+    with contextlib.suppress(Exception):
+        from gateway.companion.broker import load_credentials
+
+        creds = load_credentials(StateDir(state_dir))
+    checks: list[Check] = []
+    for host, port, tls in dict.fromkeys(targets):
+        where = f"{host}:{port}"
+        try:
+            if tls:
+                with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                    pass
+                checks.append(
+                    _ok("broker", f"{where} accepts connections (TLS, login not checked here)")
+                )
+                continue
+            user = creds.username if creds else None
+            rc = mqtt_probe(host, port, user, creds.password if creds else None)
+        except OSError as exc:
+            status = _fail if needed else _warn
+            checks.append(
+                status(
+                    "broker",
+                    f"no MQTT broker at {where}: {exc}",
+                    "sudo apt-get install mosquitto && sudo systemctl enable --now "
+                    "mosquitto (deploy/install.sh does both)",
+                )
+            )
+            continue
+        if rc == 0:
+            login = f"as {creds.username}" if creds else "anonymously"
+            if creds:
+                checks.append(_ok("broker", f"{where} accepts a login {login}"))
+            else:
+                checks.append(
+                    _warn(
+                        "broker",
+                        f"{where} accepts a login {login}",
+                        "the broker allows anonymous clients: set allow_anonymous false",
+                    )
+                )
+        elif creds is None and rc in (4, 5):
+            checks.append(
+                _ok(
+                    "broker",
+                    f"{where} is up and refuses anonymous clients (no companion boards paired yet)",
+                )
+            )
+        else:
+            checks.append(
+                _fail(
+                    "broker",
+                    f"{where} refused the gateway's login: {MQTT_RC.get(rc, rc)}",
+                    "rewrite the broker config (companion pairing) and restart mosquitto",
+                )
+            )
+    return checks
+
+
+# --------------------------------------------------------------------------- DHT
+async def _dht_join(host: str, bootstrap: Iterable[tuple[str, int]]) -> int:
+    from gateway.p2p import DhtNode
+
+    # a throwaway node on the gateway's own DHT address (any free port), so it reaches what
+    # the gateway would reach
+    node = DhtNode(host, 0, bootstrap=list(bootstrap), rpc_timeout=1.0)
+    await node.start()
+    try:
+        return await asyncio.wait_for(node.bootstrap(node.bootstrap_addrs), DHT_TIMEOUT_S)
+    except TimeoutError:
+        return node.routing_size()
+    finally:
+        await node.stop()
+
+
+def check_dht(cfg: GatewayConfig, run: dict[str, Any]) -> list[Check]:
+    p2p = cfg.p2p
+    if not p2p.enabled:
+        return [_ok("DHT", "P2P is off in the config (LAN and HTTP only)")]
+    url = str(run.get("http", ""))
+    if url:
+        peers = _metric(url, "streembit_dht_peers")
+        if peers is not None:
+            if peers > 0:
+                return [_ok("DHT", f"the running gateway knows {int(peers)} DHT peers")]
+            if not p2p.bootstrap:
+                return [
+                    _warn(
+                        "DHT",
+                        "the running gateway is the only DHT node it knows",
+                        'add [gateway.p2p] bootstrap = ["HOST:PORT"] of a node peers '
+                        "also join through",
+                    )
+                ]
+            return [
+                _fail(
+                    "DHT",
+                    "the running gateway has no DHT peers although bootstrap "
+                    f"nodes are set ({', '.join(f'{h}:{p}' for h, p in p2p.bootstrap)})",
+                    "check that they run and that UDP reaches them",
+                )
+            ]
+    if not p2p.bootstrap:
+        return [
+            _warn(
+                "DHT",
+                "no bootstrap nodes: this gateway starts a network of its own",
+                'add [gateway.p2p] bootstrap = ["HOST:PORT"]',
+            )
+        ]
+    try:
+        size = asyncio.run(_dht_join(p2p.dht_host, p2p.bootstrap))
+    except (OSError, StreembitError) as exc:
+        return [_fail("DHT", f"cannot start a test DHT node: {exc}")]
+    if size > 0:
+        return [_ok("DHT", f"joined through the bootstrap nodes: {size} peers")]
+    return [
+        _fail(
+            "DHT",
+            f"no bootstrap node answered ({', '.join(f'{h}:{p}' for h, p in p2p.bootstrap)})",
+            "check that they run and that UDP reaches them (firewall)",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- clock
+def check_clock(now: Callable[[], float] = time.time) -> list[Check]:
+    t = now()
+    if t < EARLIEST_SANE_TIME:
+        return [
+            _fail(
+                "clock",
+                f"the clock says {time.strftime('%Y-%m-%d', time.gmtime(t))}: "
+                "tokens, ACL validity and schedules need the right time",
+                "enable time sync: sudo timedatectl set-ntp true (a Pi has no RTC)",
+            )
+        ]
+    return [_ok("clock", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t)))]
+
+
+# --------------------------------------------------------------------------- all
+def run_checks(config_path: Path, state_override: Path | None = None) -> list[Check]:
+    checks, cfg = check_config(config_path)
+    state_dir = state_override or (cfg.state_dir if cfg else None)
+    if state_dir is None:
+        return checks
+    checks += check_state(state_dir)
+    if Path(state_dir).is_dir():
+        checks += check_keys(state_dir)
+        checks += check_audit(state_dir)
+    running, run = check_running(state_dir, config_path) if Path(state_dir).is_dir() else ([], {})
+    checks += running
+    if cfg is not None:
+        checks += check_gpio(cfg)
+        checks += check_serial(cfg)
+        checks += check_dht(cfg, run)
+    checks += check_broker(cfg, state_dir)
+    checks += check_clock()
+    return checks
