@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -196,9 +195,8 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
     finally:
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        # the children's CancelledError is collected; our own cancellation still propagates
+        await asyncio.gather(*tasks, return_exceptions=True)
         if mdns is not None:
             await mdns.stop()
         runinfo.remove(gw.state.path)

@@ -210,8 +210,8 @@ class MdnsAdvertiser:
         """Withdraw every service (goodbye packets) and close. Never raises."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            # the task's CancelledError is collected; a cancellation of stop() still propagates
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._zc is None:
             return
         try:
