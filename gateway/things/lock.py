@@ -39,7 +39,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
@@ -48,6 +47,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import LockSafety
 from gateway.errors import ThingError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
+from gateway.things.io import bounded_read, bounded_write, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ SYSTEM = "system"  # the actor of operations the lock does by itself
 CONFIRM_POLL_S = 0.02  # sensor re-read period while waiting for the bolt: far below any jam timeout
 DOOR_POLL_S = 0.5  # auto-relock re-reads the door this often, in case the driver does not push
 STOP_GRACE_S = 1.0  # stop() waits this much beyond jam_timeout_s for a running operation
-IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 
 FAULT_SCHEMA: Mapping[str, Any] = MappingProxyType(
     {"oneOf": [{"type": "string"}, {"type": "null"}]}
@@ -118,10 +117,6 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         for name in STATES
     }
 )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _as_bool(channel: str, reading: Reading) -> bool:
@@ -472,17 +467,7 @@ class Lock(Thing):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, channel: str) -> Reading:
-        """driver.read bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                return await self.driver.read(channel)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} read timed out after {IO_TIMEOUT_S} s") from exc
+        return await bounded_read(self.driver, channel)
 
     async def _write(self, channel: str, value: bool) -> None:
-        """driver.write bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                await self.driver.write(channel, value)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} write timed out after {IO_TIMEOUT_S} s") from exc
+        await bounded_write(self.driver, channel, value)

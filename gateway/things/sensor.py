@@ -26,6 +26,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SensorSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import PropertySpec, Thing
+from gateway.things.io import bounded_read
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ KIND_TITLES = {"temperature": "Temperature", "humidity": "Relative humidity", "c
 # plausible ranges: the DS18B20's -55..125 °C measuring range, and what %RH can physically be
 PLAUSIBLE: Mapping[str, tuple[float, float]] = {"temperature": (-55.0, 125.0), "humidity": (0, 100)}
 NUMBER_DELTA = 0.05  # publish numeric changes this big; smaller ones are sensor noise
-IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 
 
 class Sensor(Thing):
@@ -194,9 +194,4 @@ class Sensor(Thing):
         return "; ".join(f"{k}: {why}" for k, why in self._problems.items()) or None
 
     async def _read(self, channel: str) -> Reading:
-        """driver.read bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                return await self.driver.read(channel)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} read timed out after {IO_TIMEOUT_S} s") from exc
+        return await bounded_read(self.driver, channel)

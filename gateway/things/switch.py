@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -29,12 +28,12 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SwitchSafety
 from gateway.errors import ThingError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
+from gateway.things.io import IO_TIMEOUT_S, bounded_write, now_iso
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"  # the actor of operations the switch does by itself
 STOP_GRACE_S = 1.0  # stop() waits this much beyond IO_TIMEOUT_S for a running write
-IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 BOOL: Mapping[str, Any] = MappingProxyType({"type": "boolean"})
 NO_INPUT: Mapping[str, Any] = MappingProxyType({"type": "null"})
 PROPERTIES: Mapping[str, PropertySpec] = MappingProxyType(
@@ -63,10 +62,6 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         )
     }
 )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Switch(Thing):
@@ -254,9 +249,4 @@ class Switch(Thing):
             self.changed("fault", fault)
 
     async def _write(self, channel: str, value: bool) -> None:
-        """driver.write bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                await self.driver.write(channel, value)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} write timed out after {IO_TIMEOUT_S} s") from exc
+        await bounded_write(self.driver, channel, value)

@@ -36,7 +36,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -45,20 +44,16 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import ThermostatSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import EventSpec, PropertySpec, Thing, check_value
+from gateway.things.io import bounded_read, bounded_write, now_iso
 
 log = logging.getLogger(__name__)
 
 MODES = ("off", "heat")
 TEMP_PUBLISH_DELTA_C = 0.05  # publish temperature changes this big; smaller ones are sensor noise
-IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 UNIT_C = "degree Celsius"
 FAULT_SCHEMA: Mapping[str, Any] = MappingProxyType(
     {"oneOf": [{"type": "string"}, {"type": "null"}]}
 )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Thermostat(Thing):
@@ -368,17 +363,7 @@ class Thermostat(Thing):
             self.emit("fault", {"active": False, "reason": old, "at": now_iso()})
 
     async def _read(self, channel: str) -> Reading:
-        """driver.read bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                return await self.driver.read(channel)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} read timed out after {IO_TIMEOUT_S} s") from exc
+        return await bounded_read(self.driver, channel)
 
     async def _write(self, channel: str, value: bool) -> None:
-        """driver.write bounded by IO_TIMEOUT_S; a hung call is a DriverError like any other."""
-        try:
-            async with asyncio.timeout(IO_TIMEOUT_S):
-                await self.driver.write(channel, value)
-        except TimeoutError as exc:
-            raise DriverError(f"{channel} write timed out after {IO_TIMEOUT_S} s") from exc
+        await bounded_write(self.driver, channel, value)
