@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 from device_drivers.base import Driver, Reading, Value
 from device_drivers.errors import DriverError
+
+log = logging.getLogger(__name__)
 
 IO_TIMEOUT_S = 5.0  # a driver call taking longer has failed (hung bus, lost radio link)
 
@@ -34,3 +37,12 @@ async def bounded_write(driver: Driver, channel: str, value: Value) -> None:
             await driver.write(channel, value)
     except TimeoutError as exc:
         raise DriverError(f"{channel} write timed out after {limit} s") from exc
+
+
+async def stop_driver(driver: Driver, thing: str) -> None:
+    """Stop THING's driver from its `stop()`: a failure is logged, never raised (the Thing has
+    already put its outputs in their safe state)."""
+    try:
+        await driver.stop()
+    except Exception:
+        log.exception("%s: driver stop failed", thing)

@@ -47,7 +47,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import LockSafety
 from gateway.errors import ThingError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
-from gateway.things.io import bounded_read, bounded_write, now_iso
+from gateway.things.io import bounded_read, bounded_write, now_iso, stop_driver
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,7 @@ class Lock(Thing):
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        try:
-            await self.driver.stop()
-        except Exception:
-            log.exception("lock %s: driver stop failed", self.name)
+        await stop_driver(self.driver, f"lock {self.name}")
         self._driver_up = False
 
     # -- interactions

@@ -26,7 +26,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SensorSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import PropertySpec, Thing
-from gateway.things.io import bounded_read
+from gateway.things.io import bounded_read, stop_driver
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,7 @@ class Sensor(Thing):
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        try:
-            await self.driver.stop()
-        except Exception:
-            log.exception("sensor %s: driver stop failed", self.name)
+        await stop_driver(self.driver, f"sensor {self.name}")
 
     # -- interactions
     async def read_property(self, name: str) -> Any:

@@ -28,7 +28,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SwitchSafety
 from gateway.errors import ThingError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
-from gateway.things.io import IO_TIMEOUT_S, bounded_write, now_iso
+from gateway.things.io import IO_TIMEOUT_S, bounded_write, now_iso, stop_driver
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,7 @@ class Switch(Thing):
         if self._unsub is not None:
             self._unsub()
             self._unsub = None
-        try:
-            await self.driver.stop()
-        except Exception:
-            log.exception("switch %s: driver stop failed", self.name)
+        await stop_driver(self.driver, f"switch {self.name}")
 
     # -- interactions
     async def read_property(self, name: str) -> Any:

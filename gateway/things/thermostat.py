@@ -44,7 +44,7 @@ from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import ThermostatSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import EventSpec, PropertySpec, Thing, check_value
-from gateway.things.io import bounded_read, bounded_write, now_iso
+from gateway.things.io import bounded_read, bounded_write, now_iso, stop_driver
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +191,7 @@ class Thermostat(Thing):
         if self._unsub is not None:
             self._unsub()
             self._unsub = None
-        try:
-            await self.driver.stop()
-        except Exception:
-            log.exception("thermostat %s: driver stop failed", self.name)
+        await stop_driver(self.driver, f"thermostat {self.name}")
 
     # -- interactions
     async def read_property(self, name: str) -> Any:
