@@ -88,7 +88,7 @@ case "$cmd" in
     test)
         setup_venv dev
         setup_test_tools
-        say "ruff"; "$VENV/bin/ruff" check gateway device_drivers tests bench
+        say "ruff"; "$VENV/bin/ruff" check gateway device_drivers hardware tests bench
         say "mypy --strict"; "$VENV/bin/mypy"
         say "pytest"
         exec "$VENV/bin/python" -m pytest -q "$@"

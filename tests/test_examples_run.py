@@ -112,7 +112,9 @@ async def test_example_things_start_and_describe_themselves(path: Path, tmp_path
 
 def test_every_hardware_recipe_has_an_example() -> None:
     recipes = sorted(
-        p.name for p in (Path(__file__).resolve().parents[1] / "hardware").iterdir() if p.is_dir()
+        p.name
+        for p in (Path(__file__).resolve().parents[1] / "hardware").iterdir()
+        if p.is_dir() and not p.name.startswith(("_", "."))  # not __pycache__ of hardware.build
     )
     names = {p.stem for p in EXAMPLES}
     assert recipes and all(r in names for r in recipes), (recipes, names)
