@@ -14,8 +14,14 @@ beforehand; the signing cost is reported on its own). A plain kademlia store "su
 `set()` returns True; the bench also counts the nodes that really hold the value afterwards.
 A lookup succeeds when it returns exactly the stored record.
 
+Then the flood scenario of bench/bench_dht_flood.py (issue 16): 24 nodes, 10 000 valid records
+under fresh keys and 200 Sybil ids from one source, genuine lookups during and after the flood
+and datagrams per join, for both implementations (`--no-flood` skips it, `--flood-only` runs
+only it).
+
     .venv/bin/python bench/bench_dht.py            # 100 and 500 nodes, 200 keys per scenario
     .venv/bin/python bench/bench_dht.py --quick    # 100 nodes, 50 keys
+    .venv/bin/python bench/bench_dht.py --flood-only
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import bench_dht_flood  # bench/ is on sys.path when this script runs
 from kademlia.network import Server
 
 from gateway.identity import generate_keypair
@@ -346,6 +353,9 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=None, help="keys per scenario (200)")
     parser.add_argument("--concurrency", type=int, default=25, help="ops in flight under churn")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-flood", action="store_true", help="skip the flood scenario")
+    parser.add_argument("--flood-only", action="store_true", help="only the flood scenario")
+    bench_dht_flood.add_arguments(parser)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("100" if args.quick else "100,500")).split(",")]
     ops = args.ops or (50 if args.quick else 200)
@@ -356,7 +366,7 @@ async def main(argv: list[str] | None = None) -> int:
         f"churn ops {args.concurrency} in flight, Python {sys.version.split()[0]}"
     )
     targets: list[str] = []
-    for n in sizes:
+    for n in [] if args.flood_only else sizes:
         before, sign_s = make_items(ops)
         during, _ = make_items(ops)
         ver_s = verify_cost(before[0][1], before[0][0])
@@ -378,6 +388,8 @@ async def main(argv: list[str] | None = None) -> int:
         results.sort(key=lambda r: (order[r.scenario], r.impl != PlainNet.name))
         print_table(n, infos, results)
         targets.extend(check_targets(n, results))
+    if not args.no_flood:
+        targets.extend(await bench_dht_flood.run(args))
     print("\nTargets (validating DHT):")
     for line in targets:
         print(f"   {line}")

@@ -434,7 +434,8 @@ async def test_stop_cancels_named_tasks() -> None:
     node = DhtNode()
     await node.start()
     tasks = list(node._tasks)
-    assert sorted(t.get_name().split(":")[0] for t in tasks) == ["dht-maintain", "dht-republish"]
+    names = sorted(t.get_name().split(":")[0] for t in tasks)
+    assert names == ["dht-handover", "dht-maintain", "dht-republish"]
     await node.stop()
     assert all(t.cancelled() for t in tasks)
     assert not node.running
@@ -478,8 +479,8 @@ def test_adaptive_timeout_bounds() -> None:
 def test_storage_rules() -> None:
     kp = generate_keypair()
     clock = [time.time()]
-    store = RecordStorage(max_records=2, clock=lambda: clock[0])
     dkey = dht_key_digest(kp.id)
+    store = RecordStorage(max_records=2, node_id=dkey, clock=lambda: clock[0])
     v1, v2 = contact(kp, 1, ttl=60), contact(kp, 2, ttl=60)
     assert store.put(dkey, v2) and not store.put(dkey, v1)
     assert store.put(dkey, v2)  # a refresh
@@ -487,9 +488,14 @@ def test_storage_rules() -> None:
     assert not store.put(b"short", v2) and not store.put(dht_key_digest("x"), v2)
     store[dkey] = v1  # kademlia's path: refused silently
     assert store[dkey] == v2 and store.get(dkey) == v2 and len(store) == 1
-    others = [generate_keypair() for _ in range(2)]
+    # Nearer to the node's id (here dkey) first: when full, the farther record is refused.
+    others = sorted(
+        (generate_keypair() for _ in range(2)),
+        key=lambda o: int.from_bytes(dht_key_digest(o.id), "big") ^ int.from_bytes(dkey, "big"),
+    )
     assert store.put(dht_key_digest(others[0].id), contact(others[0]))
-    assert not store.put(dht_key_digest(others[1].id), contact(others[1]))  # full
+    assert not store.put(dht_key_digest(others[1].id), contact(others[1]))  # full, farther
+    assert store.refusals["far"] == 1
     clock[0] += 61  # v2 expires
     assert store.get(dkey) is None and dkey not in store
     with pytest.raises(KeyError):

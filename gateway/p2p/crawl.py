@@ -12,6 +12,13 @@ A value lookup verifies every value against the key (each distinct value once) a
 `get_quorum` valid answers (every reply that arrived with the last one is used too); the caller
 keeps the highest sequence. A lookup that ends with fewer than k answering nodes widens once to
 every contact in the routing table before giving up.
+
+Against Sybils (docs/dht-records.md): a lookup takes at most `max_per_prefix_lookup` candidates
+from one source (address prefix), so nodes minted near a key by one attacker cannot fill its
+k-window, and a value lookup runs `lookup_paths` lookups over disjoint paths (S/Kademlia): the
+seeds are dealt out between the paths, no node is queried by two paths and the paths stop
+together at `get_quorum` valid answers, so a few malicious nodes on one path cannot hide a
+record the others reach. Node lookups (where to store) take one path.
 """
 
 from __future__ import annotations
@@ -29,8 +36,17 @@ from kademlia.node import Node
 from gateway.errors import P2PError
 from gateway.p2p.protocol import RpcReply, ValidatingProtocol, parse_contacts
 from gateway.p2p.records import Record
+from gateway.p2p.sources import Diversity
 
-__all__ = ["Lookup", "LookupResult", "find_nodes"]
+__all__ = ["Lookup", "LookupResult", "find_nodes", "lookup"]
+
+
+@dataclass
+class Paths:
+    """What the paths of one disjoint lookup share: the nodes queried, the valid answers."""
+
+    claimed: set[bytes] = field(default_factory=set)
+    answers: int = 0
 
 
 class _State(enum.Enum):
@@ -39,6 +55,7 @@ class _State(enum.Enum):
     STALLED = "stalled"
     OK = "ok"
     FAILED = "failed"
+    TAKEN = "taken"  # queried by another path of the same disjoint lookup
 
 
 _IN_WINDOW = (_State.NEW, _State.ACTIVE, _State.OK)
@@ -80,8 +97,12 @@ class Lookup:
         target: bytes,
         *,
         verify: Callable[[object], Record] | None = None,
+        shared: Paths | None = None,
     ) -> None:
         self.protocol = protocol
+        self._shared = shared if shared is not None else Paths()
+        self._claimed = self._shared.claimed
+        self._diversity = Diversity(protocol.settings, protocol.settings.max_per_prefix_lookup)
         self.settings = protocol.settings
         self.target = Node(target)
         self.verify = verify
@@ -100,6 +121,9 @@ class Lookup:
         for node in nodes:
             if node.id == own_id or node.id in self._by_id or self.protocol.is_dead(node):
                 continue
+            if not self._diversity.room_for(node):
+                continue  # this source has its share of the candidates
+            self._diversity.add(node)
             cand = _Candidate(node, self.target.distance_to(node))
             self._by_id[node.id] = cand
             bisect.insort(self._cands, cand)
@@ -119,7 +143,7 @@ class Lookup:
         return sum(1 for c in self._pending.values() if c.state is _State.ACTIVE)
 
     def _quorum_met(self) -> bool:
-        return self.verify is not None and self.answers >= self.quorum
+        return self.verify is not None and self._shared.answers >= self.quorum
 
     def _launch(self) -> None:
         if self._quorum_met():
@@ -139,6 +163,9 @@ class Lookup:
             if room <= 0:
                 return
             if cand.state is _State.NEW:
+                if cand.node.id in self._claimed:
+                    cand.state = _State.TAKEN
+                    continue
                 self._send(cand)
                 room -= 1
 
@@ -147,6 +174,7 @@ class Lookup:
             future = self.protocol.call_find_value(cand.node, self.target)
         else:
             future = self.protocol.call_find_node(cand.node, self.target)
+        self._claimed.add(cand.node.id)
         cand.state = _State.ACTIVE
         cand.sent = time.monotonic()
         self.result.queried += 1
@@ -186,6 +214,7 @@ class Lookup:
             if record is not None:  # an invalid value is never used
                 self.result.values[cand.node.id] = record
                 self.answers += 1
+                self._shared.answers += 1
             return
         self._add(parse_contacts(payload))
 
@@ -237,12 +266,70 @@ class Lookup:
             if not self._pending:
                 break
             await self._wait()
-        self.result.closest = [c.node for c in self._window() if c.state is _State.OK]
+        self.result.closest = self.answered()
         return self.result
+
+    def answered(self) -> list[Node]:
+        """The closest candidates that answered so far (at most k)."""
+        return [c.node for c in self._window() if c.state is _State.OK]
+
+
+async def lookup(
+    protocol: ValidatingProtocol,
+    target: bytes,
+    *,
+    verify: Callable[[object], Record] | None = None,
+    seeds: Iterable[Node] | None = None,
+    paths: int | None = None,
+) -> LookupResult:
+    """`paths` (default `lookup_paths`) lookups of `target` over disjoint paths, merged.
+
+    A value lookup stops when the paths together have `get_quorum` valid answers: a path
+    that malicious nodes lead astray cannot produce a valid value, only fail to find one.
+    """
+    paths = paths or protocol.settings.lookup_paths
+    goal = Node(target)
+    if seeds is None:
+        seeds = protocol.router.find_neighbors(goal)
+    ordered = sorted(seeds, key=goal.distance_to)
+    shared = Paths()
+    lookups = [Lookup(protocol, target, verify=verify, shared=shared) for _ in range(paths)]
+    if paths == 1:
+        return await lookups[0].run(ordered)
+    tasks = [
+        asyncio.create_task(lk.run(ordered[i::paths]), name=f"dht-lookup:{target.hex()}:{i}")
+        for i, lk in enumerate(lookups)
+    ]
+    pending: set[asyncio.Task[LookupResult]] = set(tasks)
+    try:
+        while pending:
+            _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if verify is not None and shared.answers >= lookups[0].quorum:
+                break  # quorum: the other paths' answers would not change the outcome
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    for task in tasks:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            raise exc
+    merged = LookupResult()
+    answered: dict[bytes, Node] = {}
+    for lk in lookups:
+        merged.values.update(lk.result.values)
+        merged.queried += lk.result.queried
+        for node in lk.answered():
+            answered.setdefault(node.id, node)
+    merged.closest = sorted(answered.values(), key=goal.distance_to)[: protocol.settings.ksize]
+    return merged
 
 
 async def find_nodes(protocol: ValidatingProtocol, target: bytes) -> list[Node]:
-    """The k closest live nodes to `target` (excluding this node)."""
-    seeds = protocol.router.find_neighbors(Node(target))
-    result = await Lookup(protocol, target).run(seeds)
-    return result.closest
+    """The k closest live nodes to `target` (excluding this node).
+
+    One path: placing a record needs the k closest, and the per-source candidate limit keeps
+    Sybils to a few of them; hiding a record is what the value lookup's disjoint paths stop.
+    """
+    return (await lookup(protocol, target, paths=1)).closest

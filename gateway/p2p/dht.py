@@ -32,7 +32,7 @@ from kademlia.node import Node
 
 from gateway.errors import P2PError
 from gateway.identity import KeyPair
-from gateway.p2p.crawl import Lookup, find_nodes
+from gateway.p2p.crawl import Lookup, find_nodes, lookup
 from gateway.p2p.protocol import Address, ValidatingProtocol
 from gateway.p2p.records import (
     DEFAULT_TTL,
@@ -67,7 +67,9 @@ class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
 
     def __init__(self, settings: DhtSettings, node_id: bytes | None = None) -> None:
         self.settings = settings
-        self.records = RecordStorage(max_records=settings.max_records)
+        self.records = RecordStorage(
+            max_records=settings.max_records, max_per_source=settings.max_records_per_source
+        )
         super().__init__(settings.ksize, settings.alpha, node_id, self.records)
         self.protocol: ValidatingProtocol | None = None
 
@@ -152,14 +154,12 @@ class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
         dkey = dht_key_digest(key)
 
         def check(value: object) -> Record:
-            return verify_record(value, key=key)
+            return self.records.verified.verify(value, key=key)
 
-        lookup = Lookup(self.proto, dkey, verify=check)
+        result = await lookup(self.proto, dkey, verify=check)
         local = self.records.record(dkey)
         if local is not None:
-            lookup.result.values[self.node.id] = local
-        seeds = self.proto.router.find_neighbors(Node(dkey))
-        result = await lookup.run(seeds)
+            result.values[self.node.id] = local
         best = result.best()
         if best is not None:
             self._repair(best, result.values, result.closest)
@@ -206,11 +206,13 @@ class DhtNode:
         refresh_interval: float = 3600.0,
         bootstrap_retry: float = 10.0,
         node_id: bytes | None = None,
+        settings: DhtSettings | None = None,
     ) -> None:
+        """`settings`, when given, replaces the individual settings arguments."""
         self.host = host
         self._requested_port = port
         self.bootstrap_addrs: list[Address] = [(str(h), int(p)) for h, p in bootstrap]
-        self.settings = DhtSettings(
+        self.settings = settings or DhtSettings(
             ksize=ksize,
             alpha=alpha,
             rpc_timeout=rpc_timeout,
@@ -266,13 +268,21 @@ class DhtNode:
         await self._server.listen(self._requested_port, interface=self.host)
         transport = self._server.transport
         self._port = int(transport.get_extra_info("sockname")[1])
-        if self.bootstrap_addrs:
-            await self.bootstrap(self.bootstrap_addrs)
         self._tasks = [
+            asyncio.create_task(self.protocol.run_handover(), name=f"dht-handover:{self._port}")
+        ]
+        self._tasks[0].add_done_callback(_report_crash)
+        if self.bootstrap_addrs:
+            try:
+                await self.bootstrap(self.bootstrap_addrs)
+            except BaseException:
+                await self.stop()
+                raise
+        self._tasks += [
             asyncio.create_task(self._republish_loop(), name=f"dht-republish:{self._port}"),
             asyncio.create_task(self._maintain_loop(), name=f"dht-maintain:{self._port}"),
         ]
-        for task in self._tasks:
+        for task in self._tasks[1:]:
             task.add_done_callback(_report_crash)
 
     async def stop(self) -> None:
@@ -445,5 +455,9 @@ class DhtNode:
             "refused": self.storage.refused,
             "served": proto.served if proto else 0,
             "dropped": proto.dropped if proto else 0,
+            "refusals": dict(self.storage.refusals),
+            "evicted": self.storage.evicted,
+            "handed_over": proto.handed_over if proto else 0,
+            "contacts_refused": proto.router.refused if proto else 0,
             "rpc_timeout": proto.timeouts.reply_timeout if proto else None,
         }

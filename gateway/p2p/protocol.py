@@ -16,27 +16,35 @@ Differences from `kademlia.protocol.KademliaProtocol` / `rpcudp.RPCProtocol`:
 * The routing table's `find_neighbors` scans every bucket: kademlia's traverser stops early
   when it reaches an end of the bucket list past empty buckets and then returns too few or no
   contacts (the "early give-up" measured for 1-2 % of keys).
+* Floods and Sybils (docs/dht-records.md): STOREs are rate-limited per source and charged to a
+  per-source storage quota; the routing table admits few contacts per source (per bucket and
+  per table, replacement cache included); records are handed to a new contact by the owned
+  hand-over task (`run_handover`), a bounded number per contact, paced, never inline with
+  serving, so PING/FIND_NODE/FIND_VALUE are always answered first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import socket
 import struct
 import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import umsgpack
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
-from kademlia.routing import RoutingTable
 
 from gateway.errors import P2PError
+from gateway.messages.ratelimit import RateLimiter
+from gateway.p2p.handover import HandOver
+from gateway.p2p.routing import ValidatingRouter
 from gateway.p2p.settings import DhtSettings
+from gateway.p2p.sources import source_key
 from gateway.p2p.storage import RecordStorage
 
 __all__ = [
@@ -63,12 +71,15 @@ MAX_DATAGRAM: Final = 1 + ID_LEN + MAX_RPC_BODY
 MAX_LATE: Final = 256
 # Weight of one RPC outcome in the moving average of lost RPCs (about the last 16 count).
 LOSS_WEIGHT: Final = 1 / 16
-# Nodes remembered as already welcomed (records handed over); a memory bound.
-MAX_WELCOMED: Final = 4096
 # Contacts accepted from one find_node answer (an honest peer sends at most k).
 MAX_CONTACTS_PER_REPLY: Final = 64
+# Unknown senders pinged back at once at most (the rest are ignored until they talk again).
+MAX_CHECKING: Final = 256
+# Checked ids remembered with their address, so a cached contact is not pinged at every message.
+MAX_CHECKED: Final = 4096
 
 _DROP: Final = object()
+_RPC_NAMES: Final = frozenset({"ping", "store", "find_node", "find_value"})
 _UNPACK_ERRORS = (
     umsgpack.UnpackException,
     ValueError,
@@ -150,43 +161,6 @@ class AdaptiveTimeout:
         return min(self.reply_timeout, max(self.stall_floor, self.rto))
 
 
-class ValidatingRouter(RoutingTable):  # type: ignore[misc]  # kademlia is untyped
-    """kademlia's routing table with an exhaustive neighbour search and owned head pings."""
-
-    def find_neighbors(
-        self, node: Node, k: int | None = None, exclude: Node | None = None
-    ) -> list[Node]:
-        """The `k` known contacts closest to `node` (XOR), over every bucket."""
-        k = k or self.ksize
-        target = node.long_id
-        self.buckets[self.get_bucket_for(node)].touch_last_updated()  # as kademlia: not lonely
-        contacts = [n for bucket in self.buckets for n in bucket.nodes.values()]
-        if exclude is not None:
-            home = (exclude.ip, exclude.port)
-            contacts = [n for n in contacts if (n.ip, n.port) != home]
-        closest = heapq.nsmallest(k + 1, contacts, key=lambda n: n.long_id ^ target)
-        return [n for n in closest if n.long_id != target][:k]
-
-    def add_contact(self, node: Node) -> None:
-        index = self.get_bucket_for(node)
-        bucket = self.buckets[index]
-        if bucket.add_node(node):
-            return
-        # Split per section 4.2 of the paper; otherwise ping the least recently seen contact:
-        # if it is dead its eviction promotes this node from the replacement cache.
-        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
-            self.split_bucket(index)
-            self.add_contact(node)
-        else:
-            self.protocol.call_ping(bucket.head())  # a future; its timeout evicts the head
-
-    def contacts(self) -> list[Node]:
-        return [n for bucket in self.buckets for n in bucket.nodes.values()]
-
-    def size(self) -> int:
-        return sum(len(bucket) for bucket in self.buckets)
-
-
 @dataclass
 class _Pending:
     future: asyncio.Future[RpcReply]
@@ -212,11 +186,17 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         self._pending: dict[bytes, _Pending] = {}
         self._late: dict[bytes, _Pending] = {}  # timed-out requests whose reply may still come
         self._dead: dict[Address, float] = {}
-        self._welcomed: dict[bytes, float] = {}
+        self._checking: dict[bytes, str] = {}  # unknown senders being pinged back: source
+        self._checked: OrderedDict[bytes, Address] = OrderedDict()  # ids that answered a check
+        self._store_rate = RateLimiter(settings.store_rate, settings.store_burst)
+        self.handover = HandOver(self)
+        storage.set_node_id(source_node.id)
+        storage.responsible = self.responsible
         self.transport: asyncio.DatagramTransport | None = None
         self.loss_rate = 0.0  # recent share of RPCs that got no reply (moving average)
         self.served = 0  # requests answered (metrics)
         self.dropped = 0  # datagrams dropped as malformed
+        self.received: Counter[str] = Counter()  # datagrams in: requests by name, "reply"
 
     def __getattr__(self, name: str) -> Any:
         # rpcudp turns every unknown attribute into a remote call; refuse that magic.
@@ -259,6 +239,7 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
             self.dropped += 1
             return
         self._dead.pop(address, None)  # it talks, so it is alive
+        self.received["reply" if kind == RESPONSE else "request"] += 1
         if kind == REQUEST:
             self._serve(msg_id, payload, address)
         else:
@@ -274,6 +255,7 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         if not isinstance(name, str) or not isinstance(args, list):
             self.dropped += 1
             return
+        self.received[name if name in _RPC_NAMES else "unknown"] += 1
         reply = self._dispatch(name, args, address)
         if reply is _DROP:
             self.dropped += 1
@@ -295,10 +277,48 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         return _DROP
 
     def _welcome_sender(self, sender: Address, nodeid: bytes) -> Node:
+        """Refresh a known sender; check an unknown one before it enters the routing table.
+
+        A request's source address and id are only claims (UDP source addresses can be
+        spoofed, ids are free): an unknown sender is pinged at its address and admitted when
+        the answer names the same id (a return-routability check, so the diversity limits
+        apply to addresses that really answer). A known id claimed from another address is
+        ignored: long-lived contacts are kept (Kademlia's rule), not hijacked.
+        """
         source = Node(nodeid, sender[0], sender[1])
-        if nodeid != self.source_node.id:
+        if nodeid == self.source_node.id:
+            return source
+        known = self.router.buckets[self.router.get_bucket_for(source)].nodes.get(nodeid)
+        if known is None and self._checked.get(nodeid) == sender:
+            self.welcome_if_new(source)  # checked recently (a contact in the replacement cache)
+        elif known is None:
+            self._check_contact(source)
+        elif (known.ip, known.port) == (source.ip, source.port):
             self.welcome_if_new(source)
         return source
+
+    def _check_contact(self, node: Node) -> None:
+        if node.id in self._checking or len(self._checking) >= MAX_CHECKING:
+            return
+        bucket = self.router.buckets[self.router.get_bucket_for(node)]
+        source = source_key(node.ip, node.port, self.settings)
+        pending = sum(1 for s in self._checking.values() if s == source)
+        if pending >= self.settings.max_per_prefix_bucket or not self.router.diverse(node, bucket):
+            self.router.refused += 1  # no room for its source: not even worth a ping
+            return
+        self._checking[node.id] = source
+        future = self.request((node.ip, node.port), "ping", [self.source_node.id])
+
+        def checked(done: asyncio.Future[RpcReply]) -> None:
+            self._checking.pop(node.id, None)
+            ok, reply = done.result()
+            if ok and reply == node.id:
+                self._checked[node.id] = (node.ip, node.port)
+                while len(self._checked) > MAX_CHECKED:
+                    self._checked.popitem(last=False)
+                self.welcome_if_new(node)
+
+        future.add_done_callback(checked)
 
     def rpc_ping(self, sender: Address, nodeid: bytes) -> bytes:
         self._welcome_sender(sender, nodeid)
@@ -306,9 +326,19 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
         return node_id
 
     def rpc_store(self, sender: Address, nodeid: bytes, key: bytes, value: object) -> bool:
-        """Store a record if valid and not older than the one held; False (never raise) if not."""
+        """Store a record if valid and not older than the one held; False (never raise) if not.
+
+        Unless it is the record already held, the sender's source pays one token of its STORE
+        rate and, for a new key, a share of its storage quota."""
         self._welcome_sender(sender, nodeid)
-        return self.storage.put(key, value)
+        if self.storage.holds(key, value):
+            return self.storage.put(key, value)  # the record held, again: a cheap refresh
+        source = source_key(sender[0], sender[1], self.settings)
+        if not self._store_rate.allow(source):
+            self.storage.refused += 1
+            self.storage.refusals["rate"] += 1
+            return False
+        return self.storage.put(key, value, source=source)
 
     def rpc_find_node(self, sender: Address, nodeid: bytes, key: bytes) -> list[list[Any]]:
         source = self._welcome_sender(sender, nodeid)
@@ -440,43 +470,33 @@ class ValidatingProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is
     # -- routing ----------------------------------------------------------------------------
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add `node` to the routing table; if it is new, hand it the records it should hold."""
+        """Add `node` to the routing table; if it is new and admitted, queue its hand-over."""
         if node.id == self.source_node.id:
             return
-        if self.router.is_new_node(node) and self._first_meeting(node):
-            self._hand_over(node)
-        self.router.add_contact(node)
+        new = self.router.is_new_node(node)
+        if self.router.add_contact(node) and new:
+            self.handover.offer(node)
 
-    def _first_meeting(self, node: Node) -> bool:
-        """True once per node and `refresh_interval`.
-
-        A node parked in a full bucket's replacement cache looks new to kademlia at every
-        message, which would rescan the storage (and resend records) each time.
-        """
-        now = time.monotonic()
-        seen = self._welcomed.get(node.id)
-        if seen is not None and now - seen < self.settings.refresh_interval:
-            return False
-        self._welcomed[node.id] = now
-        if len(self._welcomed) > MAX_WELCOMED:
-            for old in list(self._welcomed)[: MAX_WELCOMED // 4]:
-                del self._welcomed[old]
+    def responsible(self, key: bytes) -> bool:
+        """Whether this node is among the k closest to `key` that it knows of."""
+        target = int.from_bytes(key, "big")
+        mine = self.source_node.long_id ^ target
+        closer = 0
+        for contact in self.router.contacts():
+            if contact.long_id ^ target < mine:
+                closer += 1
+                if closer >= self.router.ksize:
+                    return False
         return True
 
-    def _hand_over(self, node: Node) -> None:
-        """Section 2.5 of the paper: store on a new node the records it should now hold.
+    @property
+    def handed_over(self) -> int:
+        """Hand-over STOREs sent so far (metrics, tests)."""
+        return self.handover.sent
 
-        We send a record if we are the closest node to its key that we know of and the new node
-        is among the k closest. (kademlia hashes the already-hashed key again here, so it
-        picks the wrong neighbours.)
-        """
-        contacts = self.router.contacts()
-        k = self.router.ksize
-        for key, text in self.storage:
-            target = int.from_bytes(key, "big")
-            distances = [c.long_id ^ target for c in contacts]
-            if distances and (self.source_node.long_id ^ target) >= min(distances):
-                continue  # a closer node knows it and will hand it over
-            if len(distances) >= k and (node.long_id ^ target) >= heapq.nsmallest(k, distances)[-1]:
-                continue  # the new node is not among the k closest
-            self.call_store(node, key, text)
+    def handover_pending(self) -> int:
+        return len(self.handover)
+
+    async def run_handover(self) -> None:
+        """The body of the node's `dht-handover` task."""
+        await self.handover.run()

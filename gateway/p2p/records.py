@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +31,7 @@ from joserfc.util import urlsafe_b64decode
 
 from gateway.errors import IdentityError, P2PError
 from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
+from gateway.jsonsafe import JsonInputError, JsonLimits, loads_object
 
 __all__ = [
     "CLOCK_SKEW",
@@ -39,6 +41,7 @@ __all__ = [
     "RECORD_ALG",
     "RECORD_TYP",
     "Record",
+    "RecordCache",
     "RecordCode",
     "dht_key_digest",
     "make_contact_record",
@@ -51,6 +54,7 @@ KIND_CONTACT: Final = "contact"
 
 # One kademlia RPC is one msgpack datagram of at most 8 KiB; half leaves room for framing.
 MAX_RECORD_BYTES: Final = 4096
+_RECORD_JSON: Final = JsonLimits(max_bytes=MAX_RECORD_BYTES, max_depth=8)
 # How far an iat may lie in the future: Pi boards without an RTC drift before NTP syncs.
 CLOCK_SKEW: Final = 60
 # Longest lifetime (exp - iat) a node agrees to keep: kademlia's one-week storage TTL (the
@@ -124,23 +128,12 @@ def _fail(code: str, message: str) -> P2PError:
     return P2PError(f"DHT record refused: {message}", code=code)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate member {k!r}")
-        out[k] = v
-    return out
-
-
 def _strict_json(data: bytes, what: str) -> dict[str, Any]:
+    """The record's header or payload under the one bounded JSON policy (gateway.jsonsafe)."""
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _fail(RecordCode.MALFORMED, f"{what} is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise _fail(RecordCode.MALFORMED, f"{what} is not a JSON object")
-    return obj
+        return loads_object(data, _RECORD_JSON, what=what)
+    except JsonInputError as exc:
+        raise _fail(RecordCode.MALFORMED, f"{exc} [{exc.problem}]") from None
 
 
 def _is_int(v: Any) -> bool:
@@ -339,3 +332,44 @@ def make_contact_record(
             RecordCode.TOO_LARGE, f"signed record is {len(text)} bytes > {MAX_RECORD_BYTES}"
         )
     return text
+
+
+class RecordCache:
+    """Records whose signature this node already verified, by SHA-256 of their text (LRU).
+
+    The same record reaches a node many times (republish, re-replication, hand-over, lookups
+    answered by several holders); a hit skips the parse and the ES256 check (about 0.19 ms) and
+    still checks the key binding and the time, which depend on the call.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._data: OrderedDict[bytes, Record] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def verify(
+        self,
+        value: object,
+        *,
+        key: str | None = None,
+        key_digest: bytes | None = None,
+        now: float | None = None,
+    ) -> Record:
+        """`verify_record` (or `verify_unbound` without key), answered from the cache if seen."""
+        raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+        digest = hashlib.sha256(raw).digest() if isinstance(raw, bytes) else None
+        cached = self._data.get(digest) if digest is not None else None
+        if digest is None or cached is None:
+            self.misses += 1
+            rec = _verify(value, key=key, key_digest=key_digest, now=now)
+            if digest is not None:
+                self._data[digest] = rec
+                while len(self._data) > self._size:
+                    self._data.popitem(last=False)
+            return rec
+        self.hits += 1
+        self._data.move_to_end(digest)
+        _check_binding(cached, key, key_digest)
+        _check_time(cached, time.time() if now is None else now)
+        return cached

@@ -38,10 +38,56 @@ class DhtSettings:
     """A node whose routing table is empty retries its bootstrap contacts this often."""
     max_records: int = DEFAULT_MAX_RECORDS
     """Records one node keeps at most (memory bound whatever peers send)."""
+    max_records_per_source: int = DEFAULT_MAX_RECORDS // 10
+    """Records one source (address prefix, see `prefix_v4`) may have introduced into storage:
+    one sender fills at most a tenth of a node, whatever number of keys it mints."""
+    prefix_v4: int = 24
+    """IPv4 prefix length that counts as one source (storage quota, store rate, routing and
+    lookup diversity): a /24 is what one host or small network cheaply gets (IPFS, BEP 42)."""
+    prefix_v6: int = 48
+    """IPv6 prefix length that counts as one source (a site's usual allocation)."""
+    local_by_port: bool = True
+    """Loopback and private (RFC 1918, ULA, link-local) addresses count per address:port, as
+    libp2p's diversity filter lets private addresses through: a LAN or one test host runs many
+    honest nodes on one address. Tests of the prefix policy set False."""
+    store_rate: float = 50.0
+    """STORE requests per second one source gets verified (token bucket, see `store_burst`)."""
+    store_burst: int = 200
+    """Burst of STORE requests one source may send before `store_rate` applies."""
+    max_per_prefix_bucket: int = 2
+    """Routing-table contacts from one source per bucket (IPFS kad-dht: 2 per CPL)."""
+    max_per_prefix_table: int = 8
+    """Routing-table contacts from one source in the whole table."""
+    max_per_prefix_lookup: int = 3
+    """Candidates from one source in one lookup: Sybils near a key cannot fill its k-window."""
+    lookup_paths: int = 2
+    """Disjoint paths per lookup (S/Kademlia's d): no node is asked by two paths."""
+    handover_max: int = 32
+    """Records handed to one newly seen contact at most (the closest to it first)."""
+    handover_rate: float = 100.0
+    """Hand-over STOREs per second this node sends at most, all newcomers together."""
+    handover_batch: int = 8
+    """Hand-over STOREs sent back to back before the hand-over task yields to the rate."""
 
     def __post_init__(self) -> None:
-        if self.ksize < 1 or self.alpha < 1 or self.get_quorum < 1 or self.max_records < 1:
-            raise ValueError("ksize, alpha, get_quorum and max_records must be >= 1")
+        for name in (
+            "ksize",
+            "alpha",
+            "get_quorum",
+            "max_records",
+            "max_records_per_source",
+            "store_burst",
+            "max_per_prefix_bucket",
+            "max_per_prefix_table",
+            "max_per_prefix_lookup",
+            "lookup_paths",
+            "handover_max",
+            "handover_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not (0 <= self.prefix_v4 <= 32 and 0 <= self.prefix_v6 <= 128):
+            raise ValueError("prefix_v4 must be in [0, 32] and prefix_v6 in [0, 128]")
         for name in (
             "rpc_timeout",
             "rpc_timeout_min",
@@ -50,6 +96,8 @@ class DhtSettings:
             "republish_interval",
             "refresh_interval",
             "bootstrap_retry",
+            "store_rate",
+            "handover_rate",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
