@@ -147,7 +147,11 @@ class SysfsSource:
     def validate(self) -> None:
         """The device folder exists (pre-flight; a missing one is a config error at start)."""
         folder = self.folder()
-        if not folder.is_dir():
+        try:
+            present = folder.is_dir()
+        except OSError:  # e.g. a device name too long for a file name
+            present = False
+        if not present:
             hint = W1_HINT if self.kind == "ds18b20" else IIO_HINT
             raise DriverConfigError(
                 f"thing {self.thing!r}: driver setting {self.setting!r}: no {self.kind} device "

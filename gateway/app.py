@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from device_drivers.registry import check_drivers, create_driver
+from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
 from gateway.auth import TokenVerifier
@@ -28,6 +29,7 @@ from gateway.bindings.p2p import P2PBinding
 from gateway.companion.broker import things_root
 from gateway.companion.setup import CompanionSetup, broker_url
 from gateway.config import GatewayConfig
+from gateway.config.model import url_host
 from gateway.errors import StreembitError
 from gateway.identity import KeyPair
 from gateway.ops.view import GatewayView
@@ -35,7 +37,7 @@ from gateway.p2p import DhtNode
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
-from gateway.things import Thing, build_thing
+from gateway.things import Thing, build_things
 from gateway.wot import build_directory_td, build_td, td_digest
 from gateway.wot.td import MqttForms
 
@@ -87,23 +89,12 @@ class Gateway:
         state.lock()
         acl = AclStore(state.path, identity.id)
         audit = AuditLog.open(state.path / "audit.sqlite3")
-        things: dict[str, Thing] = {}
         inject = inject or {}
         companion = CompanionSetup(config, state, identity.id)
-        try:
-            drivers = [
-                create_driver(
-                    tc.driver,
-                    tc.name,
-                    tc.type,
-                    tc.driver_settings,
-                    **{**companion.inject(tc), **inject.get(tc.name, {})},
-                )
-                for tc in config.things
-            ]
-            check_drivers(drivers)  # pre-flight: pins, ports, device files; nothing opened yet
-            for tc, driver in zip(config.things, drivers, strict=True):
-                things[tc.name] = build_thing(tc, driver)
+        try:  # pre-flight: drivers, pins, ports, device files; nothing opened yet
+            things = build_things(
+                config.things, lambda tc: {**companion.inject(tc), **inject.get(tc.name, {})}
+            )
         except BaseException:
             audit.close()
             state.unlock()
@@ -234,7 +225,8 @@ class Gateway:
         port = cfg.port
         if self.runner.addresses:
             port = int(self.runner.addresses[0][1])
-        self.http_url = (cfg.base_url or f"http://{cfg.host}:{port}").rstrip("/")
+        host = self.config.advertise[0] if self.config.advertise else cfg.host
+        self.http_url = (cfg.base_url or f"http://{url_host(host)}:{port}").rstrip("/")
         for name, thing in self.things.items():
             self._tds[name] = build_td(
                 thing, gateway_id=self.id, base_url=self.http_url, mqtt=self._mqtt_forms()
@@ -263,9 +255,12 @@ class Gateway:
 
     @property
     def contact_addrs(self) -> list[str]:
-        if self.config.p2p.public_ws:
+        if self.p2p is None:
             return list(self.config.p2p.public_ws)
-        return [self.p2p.url] if self.p2p is not None else []
+        url = urlsplit(self.p2p.url)  # the listening port, at each advertised host
+        addrs = [*self.config.p2p.public_ws]
+        addrs += [f"ws://{url_host(h)}:{url.port}{url.path}" for h in self.config.advertise]
+        return addrs or [self.p2p.url]
 
     def things_digest(self) -> str:
         """Digest of the TD Directory listing, published in the contact record."""
@@ -382,7 +377,7 @@ class Gateway:
     async def _restore_settings(self) -> None:
         path = self.state.path / SETTINGS_FILE
         try:
-            saved = json.loads(path.read_text())
+            saved = jsonsafe.loads(path.read_bytes(), jsonsafe.FILE_LIMITS)
         except (OSError, ValueError):
             return
         if not isinstance(saved, dict):
@@ -410,9 +405,10 @@ class Gateway:
             "ready_s": round(time.monotonic() - self.started_at, 3),
         }
         if self.dht is not None:
-            info["dht"] = f"{self.dht.host}:{self.dht.port}"
+            host = self.config.advertise[0] if self.config.advertise else self.dht.host
+            info["dht"] = f"{url_host(host)}:{self.dht.port}"  # what others bootstrap through
         if self.p2p is not None:
-            info["ws"] = self.p2p.url
+            info["ws"] = self.contact_addrs[0] if self.contact_addrs else self.p2p.url
         return info
 
 

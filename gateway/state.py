@@ -23,6 +23,7 @@ middle leaves a folder that the next run migrates again from where it stopped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -91,6 +92,20 @@ MIGRATIONS: Final[dict[int, Migration]] = {
 }
 
 
+def _read_only(path: Path, st: os.stat_result) -> str:
+    """Why PATH, which we cannot write, is read-only; "" when it is someone else's folder."""
+    try:
+        mounted_ro = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        mounted_ro = False
+    if mounted_ro:
+        return f"the state folder {path} is read-only (mounted read-only?)"
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == os.geteuid() and not mode & stat.S_IWUSR:
+        return f"the state folder {path} is read-only (mode {mode:o}); run: chmod 700 {path}"
+    return ""
+
+
 class StateDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser().absolute()
@@ -107,6 +122,12 @@ class StateDir:
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
+            if exc.errno == errno.EROFS:
+                raise StateError(
+                    f"the state folder {self.path} cannot be created: its file system is "
+                    "read-only (mounted read-only?)",
+                    code="state_read_only",
+                ) from None
             raise StateError(f"{self.path}: cannot create state folder: {exc.strerror}") from None
         self.check_permissions()
         version = self.version()
@@ -133,6 +154,9 @@ class StateDir:
                 code="unsafe_permissions",
             )
         if not os.access(self.path, os.W_OK | os.X_OK):
+            read_only = _read_only(self.path, st)
+            if read_only:
+                raise StateError(read_only, code="state_read_only")
             raise StateError(
                 f"{self.path}: state folder belongs to uid {st.st_uid} and this process "
                 f"(uid {os.geteuid()}) cannot write it; run the command as the gateway's user "

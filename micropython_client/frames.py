@@ -32,6 +32,8 @@ HEADER_MIN = 4
 MAX_DEVICE = 32
 MAX_PAYLOAD = 1024
 MAX_COUNTER = (1 << 53) - 1  # exact in a JSON number and in a float
+MAX_DEPTH = 8  # nested arrays/objects in a payload; real payloads use 2
+MAX_NUMBER = 24  # characters of one number literal (a double needs ~25 only in odd spellings)
 MAX_FRAME = HEADER_MIN + MAX_DEVICE + 8 + 2 + MAX_PAYLOAD + MAC_LEN
 NONCE_BYTES = 16
 
@@ -154,16 +156,91 @@ def decode(key, direction, device, frame):
     return kind, counter, bytes(frame[pos + 10 : end])
 
 
+_SURR = b"89abcdefABCDEF"  # \uD8xx..\uDFxx are surrogates
+
+
+def _scan(data):
+    """Refuse, before json.loads, what it would choke on or read differently on the two
+    interpreters: nesting beyond MAX_DEPTH (CPython raises RecursionError at ~1000, MicroPython
+    a RuntimeError), number literals beyond MAX_NUMBER characters, NaN/Infinity, surrogate
+    escapes (\\ud800 is not text) and a member name repeated in one object (compared as sent).
+    One pass over the bytes; allocates only the per-object key lists."""
+    depth = 0
+    keys = []  # one entry per open container: the names seen (a list) or None for an array
+    in_str = False
+    esc = False
+    start = 0
+    last = None  # the last string closed, as raw bytes
+    num = 0
+    n = len(data)
+    for i in range(n):
+        c = data[i]
+        if in_str:
+            if esc:
+                esc = False
+                if c == 117 and i + 2 < n and data[i + 1] in b"dD" and data[i + 2] in _SURR:
+                    raise FrameError(BAD_PAYLOAD, "surrogate escape")
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:  # closing quote
+                in_str = False
+                last = data[start:i]
+            continue
+        if c == 34:
+            in_str = True
+            start = i + 1
+            num = 0
+            continue
+        if c in b"0123456789+-.eE":
+            num += 1
+            if num > MAX_NUMBER:
+                raise FrameError(BAD_PAYLOAD, "number too long")
+            continue
+        num = 0
+        if c == 91 or c == 123:  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FrameError(BAD_PAYLOAD, "nested too deep")
+            keys.append([] if c == 123 else None)
+        elif c == 93 or c == 125:  # ] }
+            if keys:
+                keys.pop()
+            depth -= 1
+        elif c == 58:  # ':' ends a member name
+            names = keys[-1] if keys else None
+            if names is not None and last is not None:
+                if last in names:
+                    raise FrameError(BAD_PAYLOAD, "duplicate member name")
+                names.append(last)
+        elif c == 78 or c == 73:  # N(aN), I(nfinity)
+            raise FrameError(BAD_PAYLOAD, "not a finite number")
+
+
+def _finite(obj):
+    """Refuse a number that decoded to infinity (1e400); depth is already bounded."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, float) and (x != x or x - x != 0.0):
+            raise FrameError(BAD_PAYLOAD, "not a finite number")
+
+
 def parse(payload):
     """The JSON object of a checked payload (an empty payload is {})."""
     if not payload:
         return {}
+    _scan(payload)
     try:
         obj = json.loads(payload.decode())
-    except (ValueError, UnicodeError) as exc:
-        raise FrameError(BAD_PAYLOAD, "not JSON: " + str(exc))
+    except Exception as exc:  # ValueError, UnicodeError, MicroPython's RuntimeError, ...
+        raise FrameError(BAD_PAYLOAD, "not JSON: " + str(exc)[:60])
     if not isinstance(obj, dict):
         raise FrameError(BAD_PAYLOAD, "not a JSON object")
+    _finite(obj)
     return obj
 
 
@@ -217,7 +294,16 @@ class Session:
         return self.seal("W", {"n": nonce})
 
     def open(self, frame):
-        """Check a frame from the peer; returns (kind, payload object). Raises FrameError."""
+        """Check a frame from the peer; returns (kind, payload object). Raises FrameError only:
+        anything else a hostile frame could provoke is turned into BAD_PAYLOAD."""
+        try:
+            return self._open(frame)
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError(BAD_PAYLOAD, type(exc).__name__)
+
+    def _open(self, frame):
         kind, counter, payload = decode(self.key, self.peer, self.device, frame)
         if self.floor is not None and counter <= self.floor:
             raise FrameError(REPLAYED, "counter %d <= %d" % (counter, self.floor))

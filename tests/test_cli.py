@@ -256,3 +256,82 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert res.returncode == 2 and "streembit-gateway init" in res.stderr
     assert os.environ.get("NO_SUCH") is None
+
+
+def _owner_signed(s: dict[str, str], payload: bytes) -> str:
+    from joserfc import jws
+
+    from gateway.identity import load_keypair
+
+    owner = load_keypair(Path(s["k"]) / "owner")
+    header = {"alg": "ES256", "typ": "streembit-acl+jws", "kid": owner.id}
+    return jws.serialize_compact(header, payload, owner.jose_key(), algorithms=["ES256"])
+
+
+def test_malformed_owner_signed_acls_are_refused_with_a_code(setup: dict[str, str]) -> None:
+    s = setup
+    run(GW, "provision", "--state", s["st"], "--owner-key", f"{s['k']}/owner.pub")
+    common = ["--key", f"{s['k']}/owner", "--acl", s["acl"], "--gateway", s["gw"]]
+    run(PEER, "acl", "grant", *common, "--subject", f"{s['k']}/user.pub", "--things", "x",
+        "--ops", "readproperty")  # fmt: skip
+    good = json.loads(run(PEER, "acl", "show", "--acl", s["acl"], "--json").stdout)
+    payload = {k: good[k] for k in ("gateway", "version", "iat", "grants", "revoked")}
+    payload["version"] = 5
+    role = json.loads(json.dumps(payload))
+    role["grants"][0]["role"] = []
+    text = json.dumps(payload, separators=(",", ":")).encode()
+    deep = text[:-1] + b',"tz":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    big = text.replace(b'"version":5', b'"version":' + b"9" * 5000)
+    for name, body, why in (
+        ("role", json.dumps(role).encode(), "role"),
+        ("deep", deep, "too_deep"),
+        ("bignum", big, "long_number"),
+    ):
+        path = Path(s["k"]) / f"{name}.jws"
+        path.write_text(_owner_signed(s, body))
+        revoke = (PEER, "acl", "revoke", *common[:2], "--acl", str(path), "--gateway", s["gw"])
+        for args in (
+            (GW, "acl", "apply", "--state", s["st"], str(path)),
+            (PEER, "acl", "show", "--acl", str(path)),
+            (*revoke, "--subject", s["user"]),
+        ):
+            res = run(*args, ok=False)
+            assert res.returncode == 2, (name, args[1:3], res.stderr)
+            assert "Traceback" not in res.stderr and "acl_malformed" in res.stderr
+            assert why in res.stderr, (name, res.stderr)
+    assert j(GW, "acl", "apply", "--state", s["st"], s["acl"])["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "expected"),
+    [
+        ("[gateway.http]\nport = " + "9" * 5000 + "\n", "gateway.http.port (line 2)", "64 bits"),
+        (
+            '[[things]]\nname = "t"\ntype = "thermostat"\n[things.safety]\n'
+            "max_setpoint_c = " + "9" * 400 + ".0\n",
+            "things[0].safety.max_setpoint_c",
+            "a finite number",
+        ),
+        (
+            '[[things]]\nname = "t"\ntype = "thermostat"\n[things.safety]\n'
+            "max_setpoint_c = " + "9" * 400 + "\n",
+            "things[0].safety.max_setpoint_c",
+            "64 bits",
+        ),
+        ("[gateway]\nname = " + "[" * 5000 + "]" * 5000 + "\n", "gateway.name (line 2)", "nesting"),
+        ("[gateway]\nname = " + "[" * 40 + "]" * 40 + "\n", "gateway.name", "nesting"),
+    ],
+)
+def test_hostile_numbers_and_nesting_in_the_config_are_config_errors(
+    tmp_path: Path, toml: str, key: str, expected: str
+) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(toml)
+    for args in (
+        (GW, "check-config", str(cfg)),
+        (GW, "run", "--config", str(cfg), "--state", str(tmp_path / "st")),
+    ):
+        res = run(*args, ok=False)
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr
+        assert f"{cfg}: {key}" in res.stderr and expected in res.stderr, res.stderr

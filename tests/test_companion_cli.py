@@ -64,8 +64,29 @@ def test_flash_dry_run_prints_the_command_lines(tmp_path: Path) -> None:
     assert [c[1] for c in copies] == [f":{n}" for n in flash.COMPANION_FILES]
     assert argvs[-1][-1] == "reset" and argvs[-1][-2] == "/dev/ttyUSB7"
     human = cli("companion", "flash", "--port", "/dev/ttyUSB7", "--dry-run")
-    assert human.returncode == 0 and "would run 8 steps" in human.stdout
+    # no --firmware: the first step checks that MicroPython is there, and says so up front
+    assert human.returncode == 0 and "would run 9 steps" in human.stdout
+    assert "1. check that the board runs MicroPython" in human.stdout
+    assert "a blank board needs --firmware" in human.stderr
     assert "mpremote connect /dev/ttyUSB7 fs cp" in human.stdout
+
+
+def test_flash_dry_run_needs_no_port_and_a_real_run_does() -> None:
+    dry = cli("companion", "flash", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "mpremote connect PORT fs cp" in dry.stdout
+    real = cli("companion", "flash")
+    assert real.returncode == 2 and "--port" in real.stderr and "Traceback" not in real.stderr
+    assert real.stdout == ""
+
+
+def test_flash_without_firmware_on_a_board_without_micropython(tmp_path: Path) -> None:
+    # the real mpremote against a port with no MicroPython behind it: stopped at step 1, and told
+    # that a blank board needs --firmware (nothing else ran)
+    res = cli("companion", "flash", "--port", tmp_path / "ttyUSB-none")
+    assert res.returncode == 1
+    assert "[1/9] check that the board runs MicroPython" in res.stdout and "[2/" not in res.stdout
+    assert "step 1/9" in res.stderr and "a blank board needs --firmware FILE" in res.stderr
 
 
 def test_esptool_checks_the_image_offline(tmp_path: Path) -> None:

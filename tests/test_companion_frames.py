@@ -215,3 +215,43 @@ async def test_serial_link_over_a_pty(tmp_path: Path) -> None:
         await hub.stop()
         os.close(board_fd)
         os.close(gw_fd)
+
+
+async def test_hostile_authenticated_payloads_are_refused_and_the_hub_keeps_serving(
+    hub: CompanionHub,
+) -> None:
+    link, board, _sent = await handshake(hub)
+    hostile = [
+        b'{"v":' + b"[" * 1000,  # unclosed: RecursionError in CPython's json.loads before
+        b'{"v":{"temp":' + b"9" * 900 + b"}}",
+        b'{"v":{"temp":1e400}}',
+        b'{"v":{"temp":NaN}}',
+        b'{"v":{"temp":1},"v":{"temp":2}}',
+        b'{"v":{"temp":"\\ud800"}}',
+    ]
+    codes: list[str] = []
+    count = link._refuse
+    link._refuse = lambda code: codes.append(code) or count(code)  # type: ignore[method-assign]
+    for payload in hostile:
+        link.receive(frames.encode(KEY, "R", "U", "kitchen", board.counter.next(), payload))
+        assert codes[-1:] == ["bad_payload"], payload
+    # a bug reachable from a frame never escapes the hub: it is counted, and the next frame served
+    real_open = link.session.open
+    link.session.open = lambda frame: {}["boom"]  # type: ignore[method-assign]
+    link.receive(board.seal("R", {"v": {"temp": 1.0}}))
+    assert codes[-1:] == ["internal"] and len(codes) == len(hostile) + 1
+    link.session.open = real_open  # type: ignore[method-assign]
+    link.receive(board.seal("R", {"v": {"temp": 19.5}}))
+    assert link.online and link.reading("temp").value == 19.5
+
+
+def test_board_session_refuses_deep_payloads_with_a_frame_error() -> None:
+    gw = frames.Session(KEY, "kitchen", frames.DOWN, Ctr(5000), lambda n: b"\x01" * n)
+    board = board_session([])
+    board.floor = 0
+    deep = frames.encode(KEY, "C", "D", "kitchen", 10, b'{"set":' + b"[" * 1000)
+    with pytest.raises(frames.FrameError) as info:
+        board.open(deep)
+    assert info.value.code == frames.BAD_PAYLOAD
+    kind, obj = board.open(gw.seal("C", {"id": 1, "set": {"relay": True}}))
+    assert kind == "C" and obj["set"] == {"relay": True}

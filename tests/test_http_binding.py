@@ -306,3 +306,68 @@ async def test_provision_and_acl_apply_beside_a_running_gateway(tmp_path) -> Non
             assert resp.status == 200 and await resp.json() == "locked"
     finally:
         await gw.stop()
+
+
+async def test_hostile_json_bodies_get_400_audited_and_actuate_nothing(running: Running) -> None:
+    r = running
+    prop = f"{r.url}/things/living-room/properties/targetTemperature"
+    action = f"{r.url}/things/front-door/actions/unlock"
+    bodies = {
+        b"[" * 3000 + b"]" * 3000: "too_deep",
+        b"9" * 5000: "long_number",
+        b'{"v":' + b"1" * 400 + b".5}": "long_number",
+        b"1e400": "non_finite",
+        b"NaN": "non_finite",
+        b'{"a":1,"a":2}': "duplicate_key",
+        b'"\\ud800"': "bad_string",
+    }
+    for url, method in ((prop, r.http.put), (action, r.http.post)):
+        for body, problem in bodies.items():
+            async with method(url, data=body, headers=r.auth()) as resp:
+                assert resp.status == 400, (url, body[:20])
+                reply = await resp.json()
+                assert reply["error"] == "bad_request" and problem in reply["reason"]
+    async with r.http.get(prop, headers=r.auth()) as resp:
+        assert await resp.json() == 20.0
+    async with r.http.get(f"{r.url}/things/front-door/properties/state", headers=r.auth()) as resp:
+        assert await resp.json() == "locked"
+    deep_token = base64.urlsafe_b64encode(b"[" * 3000).rstrip(b"=").decode() + ".e30.x"
+    async with r.http.put(prop, json=21, headers={"Authorization": f"Bearer {deep_token}"}) as resp:
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthenticated"
+    refused = [x for x in _audit(r) if not x["allowed"] and x["subject"] == r.world.user.id]
+    assert any("bad_format" in str(x["reason"]) for x in _audit(r) if x["subject"] == "-")
+    for problem in set(bodies.values()):
+        expected = 2 * list(bodies.values()).count(problem)  # each body on both routes
+        assert sum(problem in str(x["reason"]) for x in refused) == expected, problem
+
+
+async def test_acl_push_with_a_malformed_grant_is_refused_with_a_code(running: Running) -> None:
+    from joserfc import jws
+
+    r = running
+    w = r.world
+    acl = r.gw.acl.current
+    assert acl is not None
+    bad = acl.to_json()
+    bad["version"] = acl.version + 1
+    bad["grants"][0]["role"] = []
+    deep = acl.to_json()
+    deep["version"] = acl.version + 1
+    header = {"alg": "ES256", "typ": "streembit-acl+jws", "kid": w.owner.id}
+    texts = {
+        jws.serialize_compact(header, json.dumps(bad).encode(), w.owner.jose_key()): "role",
+        jws.serialize_compact(
+            header,
+            json.dumps(deep).encode()[:-1] + b',"tz":' + b"[" * 5000 + b"]" * 5000 + b"}",
+            w.owner.jose_key(),
+            algorithms=["ES256"],
+        ): "too_deep",
+    }
+    for text, why in texts.items():
+        async with r.http.put(f"{r.url}/acl", data=text, headers=r.auth(w.owner)) as resp:
+            assert resp.status == 400
+            reason = (await resp.json())["reason"]
+            assert reason.startswith("acl_malformed") and why in reason
+    assert r.gw.acl.current is not None and r.gw.acl.current.version == acl.version
+    owner_rows = [x for x in _audit(r) if x["subject"] == w.owner.id and x["op"] == "aclpush"]
+    assert len(owner_rows) == 2 and not any(x["allowed"] for x in owner_rows)

@@ -475,3 +475,43 @@ async def test_silent_gateway_times_out_and_a_dropped_one_fails_pending(
             assert err.value.code == "bad_url"
     finally:
         await runner.cleanup()
+
+
+def _crafted_raw(sender: KeyPair, to: PublicIdentity, claims: bytes) -> str:
+    """`_crafted` with the claims given as bytes (JSON no encoder would write)."""
+    header = {"alg": "ES256", "typ": JWS_TYP, "jwk": dict(sender.public.jwk), "kid": sender.id}
+    signing_input = f"{_b64json(header)}.{_b64(claims)}"
+    r, s = decode_dss_signature(
+        sender.private.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    )
+    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    outer = {"alg": "ECDH-ES", "enc": "A256GCM", "cty": JWS_TYP, "kid": to.id}
+    registry = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"])
+    return jwe.encrypt_compact(
+        outer, f"{signing_input}.{_b64(sig)}", to.jose_key(), registry=registry
+    )
+
+
+async def test_hostile_json_in_sealed_claims_is_bad_format_and_actuates_nothing(
+    p2p: P2P, raw: Raw
+) -> None:
+    w, gw = p2p.r.world, p2p.gw_pub
+    write = {"op": "writeproperty", "thing": "living-room", "name": "targetTemperature"}
+    base = json.dumps(_claims(w.user, gw.id, **write), separators=(",", ":")).encode()[:-1]
+    for value in (b"[" * 3000 + b"]" * 3000, b"9" * 5000, b"1e400", b"NaN"):
+        token = _crafted_raw(w.user, gw, base + b',"input":' + value + b"}")
+        await raw.ws.send_str(token)
+        answer = await raw.recv()
+        assert answer == {"error": "bad_format", "status": 400, "frame": frame_digest(token)}
+    await raw.ws.send_str(
+        raw.request("readproperty", thing="living-room", name="targetTemperature")
+    )
+    reply = await raw.recv()
+    assert isinstance(reply, Opened) and reply.claims["output"] == 20.0
+    deadline = time.monotonic() + 3.0  # the audit writer commits in the background
+    while True:
+        rows = await _audited(p2p, lambda x: x["reason"].startswith("bad_format"))
+        if len(rows) >= 4 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert len(rows) == 4 and not any(x["allowed"] for x in rows)

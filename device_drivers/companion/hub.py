@@ -64,6 +64,12 @@ class Timing:
     burst: int = 40  # ...with this burst
 
 
+def _clean(exc: BaseException) -> str:
+    """An exception as one short printable line (it may quote a board's bytes)."""
+    text = f"{type(exc).__name__}: {exc}"[:120]
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def topic_root(gateway_id: str) -> str:
     return f"streembit/{gateway_id}/companion"
 
@@ -195,6 +201,15 @@ class DeviceLink:
         return False
 
     def receive(self, frame: bytes) -> None:
+        """Handle one frame from the board. Nothing a frame holds escapes from here: a refusal
+        is counted (and logged, rate-limited), and the hub keeps serving every board."""
+        try:
+            self._receive(frame)
+        except Exception as exc:  # a bug reachable from a board's bytes: count it, keep going
+            self._refuse("internal")
+            log.error("companion %s: frame handling failed: %s", self.device, _clean(exc))
+
+    def _receive(self, frame: bytes) -> None:
         now = time.monotonic()
         if self._flooded(now):
             self.dropped += 1

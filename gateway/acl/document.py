@@ -14,7 +14,7 @@ import dataclasses
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Final
 
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
@@ -23,6 +23,10 @@ from joserfc.jws import JWSRegistry
 from gateway.acl.model import ACL_TYP, MAX_ACL_BYTES, Acl, Grant
 from gateway.errors import AclError
 from gateway.identity import KeyPair, PublicIdentity
+from gateway.jsonsafe import JsonInputError, JsonLimits, loads
+
+# An ACL payload nests 4 levels (acl > grants > grant > jwk); its header is flat.
+ACL_JSON_LIMITS: Final = JsonLimits(max_bytes=MAX_ACL_BYTES, max_depth=8)
 
 ACL_ALG = "ES256"  # the only signature algorithm an ACL may use (P-256 owner keys)
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -150,13 +154,15 @@ def _split(text: str) -> tuple[dict[str, Any], bytes, str]:
         raise AclError("an ACL is text (a compact JWS)", code="acl_malformed")
     if len(text) > MAX_ACL_BYTES:
         raise AclError(f"ACL larger than {MAX_ACL_BYTES} bytes", code="acl_too_large")
+    if not text.isascii():  # a compact JWS is base64url and dots only
+        raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
     parts = text.strip().split(".")
     if len(parts) != 3:
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
     try:
-        header = json.loads(_b64decode(parts[0]))
+        header = loads(_b64decode(parts[0]), ACL_JSON_LIMITS, what="the ACL header")
         payload = _b64decode(parts[1])
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, JsonInputError):
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned") from None
     if not isinstance(header, dict):
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
@@ -165,7 +171,7 @@ def _split(text: str) -> tuple[dict[str, Any], bytes, str]:
 
 def _parse_payload(payload: bytes) -> Acl:
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise AclError("the ACL payload is not JSON", code="acl_malformed") from None
+        obj = loads(payload, ACL_JSON_LIMITS, what="the ACL payload")
+    except JsonInputError as exc:
+        raise AclError(f"{exc} [{exc.problem}]", code="acl_malformed") from None
     return Acl.from_json(obj)

@@ -48,6 +48,8 @@ IMPLIED_OPS: Mapping[str, str] = {
     "unsubscribeevent": "subscribeevent",
 }
 ROLES = frozenset({"user", "admin"})
+MAX_TZ_LEN = 64  # IANA zone names are short ("America/Argentina/ComodRivadavia" is 32)
+_TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,3}$")
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
@@ -163,7 +165,7 @@ class Grant:
                 raise _bad(f"grant {label} must be unix seconds (an integer)")
         if self.nbf is not None and self.exp is not None and self.exp <= self.nbf:
             raise _bad("grant exp must be after nbf")
-        if self.role not in ROLES:
+        if not isinstance(self.role, str) or self.role not in ROLES:
             raise _bad(f"grant role must be one of {sorted(ROLES)}")
 
     @classmethod
@@ -227,6 +229,9 @@ class Grant:
         except IdentityError as exc:
             raise _bad(f"grant {sub[:16]!r}: {exc}") from None
         schedule = obj.get("schedule")
+        role = obj.get("role", "user")
+        if not isinstance(role, str):
+            raise _bad(f"grant role must be one of {sorted(ROLES)}")
         return cls(
             subject=sub,
             key=key,
@@ -236,7 +241,7 @@ class Grant:
             nbf=obj.get("nbf"),
             exp=obj.get("exp"),
             schedule=Schedule.parse(schedule) if schedule is not None else None,
-            role=obj.get("role", "user"),
+            role=role,
         )
 
 
@@ -275,10 +280,14 @@ class Acl:
             index[g.subject] = (i, g)
         zone: ZoneInfo | None = None
         if self.tz is not None:
+            bad_tz = _bad(f"ACL tz {self.tz!r:.80} is not an IANA time zone name")
+            name = self.tz
+            if not isinstance(name, str) or len(name) > MAX_TZ_LEN or not _TZ_NAME.match(name):
+                raise bad_tz
             try:
                 zone = ZoneInfo(self.tz)
-            except (ZoneInfoNotFoundError, ValueError, TypeError):
-                raise _bad(f"ACL tz {self.tz!r} is not an IANA time zone name") from None
+            except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a folder
+                raise bad_tz from None
         object.__setattr__(self, "by_subject", index)
         object.__setattr__(self, "zone", zone)
 

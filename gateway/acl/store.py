@@ -1,18 +1,27 @@
 """The gateway's pinned owner key and installed ACL, persisted in the state folder.
 
-Files: ``owner.pub`` (the owner's public key, PEM, written once at provisioning) and
-``acl.jws`` (the installed ACL exactly as the owner signed it). Both are replaced
-atomically; a refused ACL leaves the installed one and the file untouched.
+Files: ``owner.pub`` (the owner's public key, PEM, written once at provisioning), ``acl.jws``
+(the installed ACL exactly as the owner signed it) and ``acl.version`` (the highest version ever
+accepted, `gateway.acl.install`). All are replaced atomically; a refused ACL leaves the installed
+one and the files untouched.
+
+Install rule: every installer (this store in `acl apply`, in the running gateway's HTTP and P2P
+paths) holds the install lock while it reads the installed version *from disk*, verifies the new
+ACL against it and writes it: one compare-and-swap, so the installed version only increases and
+every acknowledged version stays installed or is superseded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.acl.document import verify_acl
+from gateway.acl.document import read_acl_unverified, verify_acl
+from gateway.acl.install import MARK_FILE, install_lock, pause_for_test, read_mark, write_mark
 from gateway.acl.model import MAX_ACL_BYTES, Acl
 from gateway.errors import AclError, IdentityError, ProvisioningError
 from gateway.identity import PublicIdentity, load_public
@@ -95,16 +104,22 @@ class AclStore:
         The old owner's grants end at once (the ACL was their decision); the new owner signs a
         new ACL, starting again at any version.
         """
-        with self._lock:
-            if self._owner is None or self._owner.id != from_owner_id:
-                raise ProvisioningError(
-                    "the owner changed meanwhile; the transfer is void", code="owner_changed"
+        try:
+            with install_lock(self.state_dir), self._lock:  # no ACL install in between
+                if self._owner is None or self._owner.id != from_owner_id:
+                    raise ProvisioningError(
+                        "the owner changed meanwhile; the transfer is void", code="owner_changed"
+                    )
+                atomic_write_bytes(
+                    self.state_dir / OWNER_FILE, new_owner.pem(), mode=PUBLIC_FILE_MODE
                 )
-            atomic_write_bytes(self.state_dir / OWNER_FILE, new_owner.pem(), mode=PUBLIC_FILE_MODE)
-            (self.state_dir / ACL_FILE).unlink(missing_ok=True)
-            self._owner = new_owner
-            self._current = None
-            self._stamp = None
+                (self.state_dir / ACL_FILE).unlink(missing_ok=True)
+                (self.state_dir / MARK_FILE).unlink(missing_ok=True)  # new owner, new versions
+                self._owner = new_owner
+                self._current = None
+                self._stamp = None
+        except AclError as exc:  # the install lock stayed busy, or cannot be opened
+            raise ProvisioningError(str(exc), code="busy") from None
         log.info("ownership transferred from %s to %s", from_owner_id, new_owner.id)
         self._notify()
 
@@ -118,30 +133,92 @@ class AclStore:
         self._notify()
 
     def install(self, text: str) -> Acl:
-        """Verify TEXT against the pinned owner, write it, make it current; AclError if refused."""
-        with self._lock:
-            owner = self._owner
-            if owner is None:
-                raise AclError(
-                    "no owner is pinned: provision the gateway first", code="acl_no_owner"
-                )
+        """Verify TEXT against the pinned owner and the installed version on disk, write it, make
+        it current, notify; AclError if refused. Blocks (the install lock): in the event loop use
+        `install_async`."""
+        acl = self._install(text, None)
+        self._notify()
+        return acl
+
+    async def install_async(self, text: str) -> Acl:
+        """`install` in a worker thread. The listeners run in the loop, before this returns; they
+        also run when the caller is cancelled after the ACL was written."""
+        loop = asyncio.get_running_loop()
+
+        def notify_in_loop() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to tell
+                loop.call_soon_threadsafe(self._notify)
+
+        return await asyncio.to_thread(self._install, text, notify_in_loop)
+
+    def _install(self, text: str, installed: Callable[[], object] | None) -> Acl:
+        """The compare-and-swap: under the install lock, read owner and version from disk, verify
+        TEXT against them, write acl.jws then the mark, adopt; then INSTALLED (if any)."""
+        pause_for_test("before-lock")
+        with install_lock(self.state_dir):
+            owner = self._owner_on_disk()
             acl = verify_acl(
                 text,
                 owner=owner,
                 gateway_id=self.gateway_id,
-                installed_version=self.installed_version,
+                installed_version=self._version_on_disk(owner),
             )
+            pause_for_test("locked")
+            path = self.state_dir / ACL_FILE
             try:
-                atomic_write_bytes(
-                    self.state_dir / ACL_FILE, text.strip().encode("utf-8"), mode=ACL_FILE_MODE
-                )
+                atomic_write_bytes(path, text.strip().encode("utf-8"), mode=ACL_FILE_MODE)
             except OSError as exc:
                 raise AclError(f"cannot store the ACL: {exc.strerror}", code="acl_io") from None
-            self._current = acl
-            self._stamp = self._file_stamp(self.state_dir / ACL_FILE)
+            try:  # installed now: a mark that lags behind acl.jws only protects less
+                write_mark(self.state_dir, owner.id, acl.version)
+            except OSError as exc:
+                log.error("ACL version mark not updated (acl.jws is): %s", exc.strerror)
+            with self._lock:
+                self._owner = owner
+                if self._current is None or self._current.version < acl.version:
+                    self._current = acl
+                self._stamp = self._file_stamp(path)
+            if installed is not None:
+                installed()
         log.info("ACL version %d installed (%d grants)", acl.version, len(acl.grants))
-        self._notify()
         return acl
+
+    def _owner_on_disk(self) -> PublicIdentity:
+        """The owner pinned in owner.pub now (it may have changed since this store was made)."""
+        path = self.state_dir / OWNER_FILE
+        try:
+            owner = load_public(path) if path.exists() else None
+        except IdentityError as exc:
+            raise AclError(f"{path}: pinned owner key unreadable: {exc}", code="acl_io") from None
+        if owner is None:
+            raise AclError("no owner is pinned: provision the gateway first", code="acl_no_owner")
+        mine = self._owner
+        if mine is not None and mine.id != owner.id:
+            raise AclError(
+                "the owner changed while this ACL was being installed; try again",
+                code="acl_owner_changed",
+            )
+        return owner
+
+    def _version_on_disk(self, owner: PublicIdentity) -> int | None:
+        """The installed version: the highest of the mark, acl.jws (if it verifies) and the
+        version in memory. Holds the install lock (the mark is read before the file)."""
+        versions = [read_mark(self.state_dir, owner.id)]
+        path = self.state_dir / ACL_FILE
+        try:
+            with path.open("rb") as fh:
+                text = fh.read(MAX_ACL_BYTES + 1).decode("utf-8")
+            disk = verify_acl(text, owner=owner, gateway_id=self.gateway_id, installed_version=None)
+            versions.append(disk.version)
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError, AclError) as exc:  # the mark still holds the floor
+            log.warning("%s unusable while installing: %s", path, exc)
+        current = self._current
+        if current is not None and self._owner is not None and self._owner.id == owner.id:
+            versions.append(current.version)
+        known = [v for v in versions if v is not None]
+        return max(known) if known else None
 
     def reload_if_changed(self) -> Acl | None:
         """Pick up an ACL installed by another process (`streembit-gateway acl apply` while the
@@ -165,16 +242,20 @@ class AclStore:
         if owner is None:
             return None
         try:
+            mark = read_mark(self.state_dir, owner.id)  # before the file: then file >= mark
             with path.open("rb") as fh:
                 text = fh.read(MAX_ACL_BYTES + 1).decode("utf-8")
             with self._lock:
                 current = self._current
+                if current is not None and _version_of(text) == current.version:
+                    return None  # the ACL in force (our own install, seen once more)
                 acl = verify_acl(
                     text,
                     owner=owner,
                     gateway_id=self.gateway_id,
                     installed_version=current.version if current else None,
                 )
+                _check_mark(acl, mark)
                 self._current = acl
         except (OSError, UnicodeDecodeError, AclError) as exc:
             log.error("%s changed on disk but was refused; keeping the current ACL: %s", path, exc)
@@ -209,13 +290,32 @@ class AclStore:
             log.error("%s exists but no owner is pinned; ignoring it", path)
             return
         try:
+            mark = read_mark(self.state_dir, self._owner.id)  # before the file: then file >= mark
             with path.open("rb") as fh:
                 data = fh.read(MAX_ACL_BYTES + 1)
-            self._current = verify_acl(
+            acl = verify_acl(
                 data.decode("utf-8"),
                 owner=self._owner,
                 gateway_id=self.gateway_id,
                 installed_version=None,
             )
+            _check_mark(acl, mark)
+            self._current = acl
         except (OSError, UnicodeDecodeError, AclError) as exc:
             log.error("%s refused at load, only the owner has access: %s", path, exc)
+
+
+def _version_of(text: str) -> int | None:
+    try:
+        return read_acl_unverified(text).version
+    except AclError:
+        return None
+
+
+def _check_mark(acl: Acl, mark: int | None) -> None:
+    """Refuse an acl.jws below the highest version ever accepted (replaced behind our back)."""
+    if mark is not None and acl.version < mark:
+        raise AclError(
+            f"ACL version {acl.version} is below version {mark}, which was accepted before",
+            code="acl_rollback",
+        )

@@ -31,6 +31,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
 
+from gateway import jsonsafe
 from gateway.errors import AuthError
 from gateway.identity import KeyPair, PublicIdentity
 
@@ -84,7 +85,8 @@ def _fail(code: str, message: str) -> AuthError:
 def _b64json(segment: str) -> Any:
     if not _B64URL.match(segment):
         raise ValueError("not base64url")
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return jsonsafe.loads(data, jsonsafe.JsonLimits(max_bytes=MAX_TOKEN_BYTES), what="token")
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -154,12 +156,12 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise _fail("too_large", f"token longer than {MAX_TOKEN_BYTES} bytes")
         parts = token.split(".")
-        if len(parts) != 3:
+        if len(parts) != 3 or not token.isascii():  # aiohttp passes odd header bytes through
             raise _fail("bad_format", "not a compact JWS (header.payload.signature)")
         try:
             header = _b64json(parts[0])
             claims = _b64json(parts[1])
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, jsonsafe.JsonInputError):
             raise _fail("bad_format", "token segments are not base64url JSON") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise _fail("bad_format", "token header and claims must be JSON objects")

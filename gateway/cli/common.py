@@ -1,6 +1,8 @@
 """Shared CLI plumbing: JSON or human output, exit codes, error reporting.
 
 Exit codes: 0 success; 1 refused or failed at run time; 2 bad usage, bad config or bad input file.
+Data goes to stdout (one value a script can capture: `GW=$(streembit-gateway init ...)`), notes
+for people to stderr (`note()`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,24 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import ConfigError, StreembitError
+from gateway.identity.keys import is_id
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 
-USAGE_CODES = {"config", "bad_key", "no_key", "identity", "acl_invalid", "acl_malformed"}
+USAGE_CODES = {
+    "config",
+    "bad_key",
+    "no_key",
+    "identity",
+    "acl_invalid",
+    "acl_malformed",
+    "driver_config",  # an unknown driver or a bad driver setting: the config is wrong
+    "cannot_listen",  # a port of the config or a --*-port flag is taken: choose another
+    "usage",  # a missing or contradictory option the parser cannot see
+    "bad_input",  # a JSON argument (VALUE, INPUT) that is not JSON within the input bounds
+}
 
 
 def out(args: argparse.Namespace, data: Any, human: str | Callable[[], str]) -> None:
@@ -26,6 +40,21 @@ def out(args: argparse.Namespace, data: Any, human: str | Callable[[], str]) -> 
         print(json.dumps(data, separators=(",", ":"), default=str), flush=True)
     else:
         print(human() if callable(human) else human, flush=True)
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    """A note for a person (stderr), never mixed with the data a script captures."""
+    if not getattr(args, "json", False):
+        print(text, file=sys.stderr, flush=True)
+
+
+def id_arg(text: str) -> str:
+    """argparse type of an option that takes an id (a gateway's, a peer's): 43 base64url
+    characters, nothing around them. A captured line of human output is refused here."""
+    if is_id(text):
+        return text
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise argparse.ArgumentTypeError(f"not an id (43 characters of A-Z a-z 0-9 - _): {shown!r}")
 
 
 def fail(args: argparse.Namespace, exc: StreembitError) -> int:

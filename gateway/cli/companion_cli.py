@@ -4,7 +4,9 @@
         write the mosquitto configuration (TLS listener with the gateway's broker certificate,
         per-device accounts, topic ACL) into FOLDER
     companion flash --port PORT [--firmware FILE|NAME] [--erase]
-        esptool for the MicroPython firmware image, mpremote for umqtt.simple and the companion
+        esptool for the MicroPython firmware image, mpremote for umqtt.simple and the companion;
+        without --firmware the board must already run MicroPython (checked first: a blank board
+        needs --firmware)
     companion pair --port PORT --state DIR --device NAME --channel NAME=KIND:PIN ...
         make (or reuse) the board's pairing, copy its companion.json, add it to the broker
 
@@ -21,10 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import EXIT_OK, add_json, out
+from gateway.cli.common import EXIT_OK, add_json, note, out
 from gateway.companion import broker as broker_mod
 from gateway.companion import flash
-from gateway.errors import ProvisioningError
+from gateway.errors import ProvisioningError, StreembitError
 from gateway.state import StateDir
 
 CHANNEL_KINDS = ("relay", "input", "ds18b20", "dht11", "dht22", "adc")
@@ -157,12 +159,31 @@ def cmd_broker(args: argparse.Namespace) -> int:
 # -- flash
 
 
+def _port(args: argparse.Namespace) -> str:
+    """--port; a dry run without one shows the steps with PORT in its place."""
+    if args.port:
+        return str(args.port)
+    if args.dry_run:
+        return "PORT"
+    raise StreembitError(
+        "--port: name the board's serial port, e.g. /dev/ttyUSB0 (only --dry-run goes without)",
+        code="usage",
+    )
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
+    port = _port(args)
     firmware = None
     if args.firmware:
         firmware = find_firmware(args.firmware, args.firmware_dir)
+    else:
+        note(
+            args,
+            "no --firmware: the board must already run MicroPython (the first step checks); "
+            "a blank board needs --firmware FILE",
+        )
     steps = flash.flash_plan(
-        args.port,
+        port,
         firmware=firmware,
         chip=args.chip,
         baud=args.baud,
@@ -249,7 +270,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     extra = {"device": args.device, "config": flash.redacted(cfg), "gateway_config": snippet}
     with tempfile.TemporaryDirectory(prefix="streembit-pair-") as tmp:
         cfg_file = Path(tmp) / "companion.json"
-        steps = flash.pair_plan(args.port, cfg_file)
+        steps = flash.pair_plan(_port(args), cfg_file)
         if args.dry_run:
             if not getattr(args, "json", False):
                 print("would write the board's companion.json:")
@@ -341,7 +362,7 @@ def add_commands(sub: Any) -> None:
     sp.set_defaults(func=cmd_broker)
 
     sp = action("flash", "flash MicroPython and the companion onto a board")
-    sp.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    sp.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB0 (not for --dry-run)")
     sp.add_argument("--firmware", help="MicroPython image: a .bin file or a name in --firmware-dir")
     sp.add_argument("--firmware-dir", type=Path, help="folder of downloaded firmware images")
     sp.add_argument("--chip", default="esp32")
@@ -356,7 +377,7 @@ def add_commands(sub: Any) -> None:
     sp.set_defaults(func=cmd_flash)
 
     sp = action("pair", "write a board's per-device config (keys, broker, channels)")
-    sp.add_argument("--port", required=True, help="the board's serial port")
+    sp.add_argument("--port", help="the board's serial port (not for --dry-run)")
     sp.add_argument("--state", required=True, type=Path)
     sp.add_argument("--device", required=True, help="the board's name: a-z, 0-9, '-'")
     sp.add_argument(

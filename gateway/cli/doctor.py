@@ -24,7 +24,7 @@ MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = run_checks(Path(args.config), Path(args.state) if args.state else None)
+    checks = run_checks(args.config, args.state)
     failed = sum(c.status == "fail" for c in checks)
     warned = sum(c.status == "warn" for c in checks)
 
@@ -76,8 +76,9 @@ def add_commands(sub: Any) -> None:
     sp.add_argument(
         "--config",
         type=Path,
-        default=DEFAULT_CONFIG,
-        help=f"config file (default {DEFAULT_CONFIG})",
+        default=None,
+        help=f"config file (default {DEFAULT_CONFIG}; without it and with --state: the "
+        "config a gateway running on that folder loaded, or none for the demo)",
     )
     sp.add_argument("--state", type=Path, help="state folder (default: the config's state_dir)")
     sp.set_defaults(func=cmd_doctor)

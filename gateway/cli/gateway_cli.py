@@ -6,24 +6,24 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from gateway.acl import AclStore
+from gateway.acl import AclStore, read_acl_unverified
 from gateway.audit import AuditLog
 from gateway.cli import companion_cli
-from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.cli.acl_wait import picked_up
+from gateway.cli.common import EXIT_OK, add_json, note, out, run
+from gateway.cli.listen import add_listen_flags, apply_listen
 from gateway.cli.provisioning_gateway import add_commands as add_provisioning_commands
-from gateway.cli.serve import add_serve_flags, run_serve
+from gateway.cli.serve import add_serve_flags, check_things, run_serve
 from gateway.config import default_config, load_config
+from gateway.errors import AclError
 from gateway.state import StateDir
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     kp, created = StateDir(args.state).init_identity()
     verb = "created" if created else "already had"
-    out(
-        args,
-        {"id": kp.id, "created": created, "state": str(args.state)},
-        f"{kp.id}\n({verb} the gateway key in {args.state})",
-    )
+    out(args, {"id": kp.id, "created": created, "state": str(args.state)}, kp.id)
+    note(args, f"({verb} the gateway key in {args.state})")
     return EXIT_OK
 
 
@@ -32,12 +32,24 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
     kp = state.load_identity()
     store = AclStore(state.path, kp.id)
     text = Path(args.acl_file).read_text(encoding="utf-8", errors="replace")
+    meant = read_acl_unverified(text.strip()).gateway  # say which gateway it was made for
+    if meant != kp.id:
+        raise AclError(
+            f"{args.acl_file} is the ACL of gateway {meant!r}, not of this gateway {kp.id} "
+            f"(make it with: streembit-peer acl grant --gateway {kp.id} ...)",
+            code="acl_wrong_gateway",
+        )
     acl = store.install(text.strip())
+    running = picked_up(state, acl.version)  # the next command meets the new ACL already
+    taken = {
+        None: "no gateway runs on this folder: it applies at the next start",
+        True: "the running gateway has picked it up",
+        False: "the running gateway has not confirmed it yet (see: streembit-gateway audit)",
+    }[running]
     out(
         args,
-        {"version": acl.version, "grants": len(acl.grants)},
-        f"ACL version {acl.version} installed ({len(acl.grants)} grants); "
-        "a running gateway picks it up within a second",
+        {"version": acl.version, "grants": len(acl.grants), "running": running},
+        f"ACL version {acl.version} installed ({len(acl.grants)} grants); {taken}",
     )
     return EXIT_OK
 
@@ -66,7 +78,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_serve(default_config(Path(args.state)), args, create_key=True)
+    config = apply_listen(default_config(Path(args.state)), args)  # --host, --advertise
+    return run_serve(config, args, create_key=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config))
+    check_things(cfg)  # what `run` checks before it starts anything: drivers, settings, pins
     out(
         args,
         {"ok": True, "things": [t.name for t in cfg.things]},
@@ -120,13 +134,15 @@ def parser() -> argparse.ArgumentParser:
     for name, help in (
         (
             "demo",
-            "run with two simulated Things (front-door lock, living-room thermostat) on 127.0.0.1",
+            "run with two simulated Things (front-door lock, living-room thermostat) on "
+            "127.0.0.1, or on --host",
         ),
         ("run", "run the gateway described by a config file"),
     ):
         sp = cmd(name, help)
         if name == "demo":
             sp.add_argument("--state", type=Path, default=Path("./demo-state"))
+            add_listen_flags(sp)
             sp.set_defaults(func=cmd_demo)
         else:
             sp.add_argument("--config", required=True, type=Path)

@@ -18,11 +18,12 @@ from gateway.acl import (
     without_subject,
 )
 from gateway.auth import issue_token
-from gateway.cli.common import EXIT_OK, add_json, out, run
+from gateway.cli.common import EXIT_OK, add_json, id_arg, out, run
 from gateway.cli.peer_net import add_network_commands
 from gateway.cli.provisioning_peer import add_commands as add_provisioning_commands
 from gateway.errors import AclError, IdentityError, StreembitError
 from gateway.identity import generate_keypair, load_keypair, load_public, write_keypair
+from gateway.identity.keys import is_id
 from gateway.storage import atomic_write_text
 
 
@@ -87,12 +88,12 @@ def _save(args: argparse.Namespace, acl: Acl) -> None:
 
 def cmd_grant(args: argparse.Namespace) -> int:
     acl = _load_acl(Path(args.acl), args.gateway)
-    ops = _split(args.ops)
+    ops = sorted(BASE_OPS) if args.ops.strip() == "all" else _split(args.ops)
     unknown = [o for o in ops if o not in BASE_OPS]
     if not ops or unknown:
         raise AclError(
             f"--ops: unknown operation(s) {', '.join(unknown) or '(none)'}; "
-            f"known: {', '.join(sorted(BASE_OPS))}",
+            f"known: {', '.join(sorted(BASE_OPS))}, or all",
             code="acl_malformed",
         )
     grant = Grant.for_key(
@@ -116,6 +117,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     subject = args.subject
     if Path(subject).exists():
         subject = load_public(Path(subject)).id
+    elif not is_id(subject):
+        raise AclError(
+            f"--subject: {subject!r} is neither a public key file nor an id", code="acl_malformed"
+        )
     acl = without_subject(acl, subject)
     _save(args, acl)
     out(args, acl.to_json(), f"{args.acl}: version {acl.version}, revoked {subject}")
@@ -154,6 +159,14 @@ def parser() -> argparse.ArgumentParser:
         help="a DHT node to join the network through (repeatable)",
     )
     p.add_argument("--key", default=None, help="your private key file (network commands)")
+    p.add_argument(
+        "--host",
+        default=None,
+        metavar="ADDR",
+        help="local address of this peer's DHT node in network commands (default: the source "
+        "address of the route toward the bootstrap nodes; `node`: 127.0.0.1); --host after the "
+        "command wins",
+    )
     add_json(p, top=True)
     sub = p.add_subparsers(metavar="COMMAND")
 
@@ -171,7 +184,9 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("token", help="print a bearer JWT (ES256) for a gateway's HTTP API")
     add_json(sp)
     sp.add_argument("--key", required=True)
-    sp.add_argument("--gateway", required=True, help="the gateway id (the token's audience)")
+    sp.add_argument(
+        "--gateway", required=True, type=id_arg, help="the gateway id (the token's audience)"
+    )
     sp.add_argument("--ttl", type=int, default=300, help="seconds (default 300)")
     sp.set_defaults(func=cmd_token)
 
@@ -183,12 +198,14 @@ def parser() -> argparse.ArgumentParser:
         add_json(sp)
         sp.add_argument("--key", required=True, help="the owner's private key")
         sp.add_argument("--acl", required=True, help="the ACL file (created if missing)")
-        sp.add_argument("--gateway", required=True, help="the gateway id")
+        sp.add_argument("--gateway", required=True, type=id_arg, help="the gateway id")
         if name == "grant":
             sp.add_argument("--subject", required=True, help="the grantee's public key file")
             sp.add_argument("--things", required=True, help="comma-separated names, or *")
             sp.add_argument(
-                "--ops", required=True, help=f"comma-separated: {', '.join(sorted(BASE_OPS))}"
+                "--ops",
+                required=True,
+                help=f"comma-separated: {', '.join(sorted(BASE_OPS))}; or all",
             )
             sp.add_argument("--affordances", help="comma-separated names (default *)")
             sp.add_argument("--not-before", help="ISO 8601 start of validity")

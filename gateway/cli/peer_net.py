@@ -1,10 +1,13 @@
 """`streembit-peer` network commands: a DHT seed node, find a gateway, and control its Things.
 
-    streembit-peer node --dht-port N [--bootstrap HOST:PORT]
-    streembit-peer --bootstrap HOST:PORT find GW_ID
+    streembit-peer [--host ADDR] node --dht-port N [--host ADDR] [--bootstrap HOST:PORT]
+    streembit-peer [--host ADDR] --bootstrap HOST:PORT find [--host ADDR] GW_ID
     streembit-peer --bootstrap HOST:PORT --key KEY things|td|read|write|invoke|observe|subscribe ...
     streembit-peer --bootstrap HOST:PORT --key KEY acl push --acl ACL_FILE GW_ID
 
+The peer's own short-lived DHT node binds to the local address of the route toward the
+bootstrap nodes (so nodes on other hosts can answer it); `--host ADDR` chooses another, before
+or after the command (after it wins when both are given).
 A refused request exits 1 and prints the gateway's reason. (An id that starts with '-' goes
 after `--`, e.g. `find -- -AbC...`.)
 """
@@ -13,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, out
+from gateway import jsonsafe
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
 from gateway.config import parse_hostport
 from gateway.errors import ConfigError, IdentityError, P2PError
 from gateway.identity import load_keypair
@@ -40,13 +46,37 @@ def _bootstrap(args: argparse.Namespace) -> list[tuple[str, int]]:
     return boot
 
 
-def _json_arg(text: str, what: str) -> Any:
+def host_arg(args: argparse.Namespace) -> str | None:
+    """--host: the local address of the peer's DHT node; None: the route's source address."""
+    host = getattr(args, "host", None)
+    return str(host) if host else None
+
+
+def json_arg(text: str, what: str) -> Any:
+    """A JSON value typed by a person (VALUE, INPUT), within the bounds of every other input."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise P2PError(
-            f"{what} is not JSON ({exc}); quote strings: '\"text\"'", code="bad_input"
-        ) from None
+        return jsonsafe.loads(text, what=what)
+    except jsonsafe.JsonInputError as exc:
+        hint = "; quote strings: '\"text\"'" if exc.problem == jsonsafe.SYNTAX else ""
+        raise P2PError(f"{exc}{hint}", code="bad_input") from None
+
+
+@dataclass(frozen=True)
+class Json:
+    """A JSON argument once parsed (VALUE of write, INPUT of invoke)."""
+
+    value: Any
+
+
+#: the positional arguments that are JSON, by attribute
+JSON_ARGS = {"value": "VALUE", "input": "INPUT"}
+
+#: the contact record's members that are times (Unix seconds; ISO 8601 UTC for people)
+TIME_KEYS = ("iat", "exp")
+
+
+def _utc(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _record_dict(c: Contact) -> dict[str, Any]:
@@ -64,8 +94,16 @@ def _record_dict(c: Contact) -> dict[str, Any]:
 # --------------------------------------------------------------------------- commands
 def cmd_node(args: argparse.Namespace) -> int:
     async def main() -> int:
-        node = DhtNode(args.host, args.dht_port, bootstrap=_bootstrap(args))
-        await node.start()
+        host = host_arg(args) or "127.0.0.1"
+        node = DhtNode(host, args.dht_port, bootstrap=_bootstrap(args))
+        try:
+            await node.start()
+        except OSError as exc:
+            await node.stop()
+            raise P2PError(
+                f"cannot listen on udp {host}:{args.dht_port} ({exc.strerror or exc})",
+                code="bind_failed",
+            ) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,10 +125,11 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 def cmd_find(args: argparse.Namespace) -> int:
     async def main() -> int:
-        async with ephemeral_dht(_bootstrap(args)) as dht:
+        async with ephemeral_dht(_bootstrap(args), host_arg(args)) as dht:
             c = await find_contact(dht, args.gateway_id)
         d = _record_dict(c)
-        out(args, d, lambda: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        shown = {k: _utc(v) if k in TIME_KEYS else v for k, v in d.items()}
+        out(args, d, lambda: "\n".join(f"{k}: {v}" for k, v in shown.items()))
         return EXIT_OK
 
     return asyncio.run(main())
@@ -102,12 +141,15 @@ def _session(
     """Run ACTION on a connection to the gateway found by id; print its result."""
 
     def handler(args: argparse.Namespace) -> int:
+        for attr, what in JSON_ARGS.items():  # a typo is refused before any network traffic
+            if getattr(args, attr, None) is not None:
+                setattr(args, attr, Json(json_arg(getattr(args, attr), what)))
         if not getattr(args, "key", None):
             raise IdentityError("--key KEY is needed to talk to a gateway", code="no_key")
         key = load_keypair(Path(args.key))
 
         async def main() -> int:
-            async with ephemeral_dht(_bootstrap(args)) as dht:
+            async with ephemeral_dht(_bootstrap(args), host_arg(args)) as dht:
                 contact = await find_contact(dht, args.gateway_id)
                 async with PeerClient(key) as client:
                     conn = await connect(client, contact)
@@ -144,13 +186,12 @@ async def _read(c: PeerConnection, a: argparse.Namespace) -> Any:
 
 
 async def _write(c: PeerConnection, a: argparse.Namespace) -> Any:
-    await c.write(a.thing, a.name, _json_arg(a.value, "VALUE"))
+    await c.write(a.thing, a.name, a.value.value)
     return {"ok": True}
 
 
 async def _invoke(c: PeerConnection, a: argparse.Namespace) -> Any:
-    value = _json_arg(a.input, "INPUT") if a.input is not None else None
-    return await c.invoke(a.thing, a.name, value)
+    return await c.invoke(a.thing, a.name, a.input.value if a.input is not None else None)
 
 
 async def _acl_push(c: PeerConnection, a: argparse.Namespace) -> Any:
@@ -187,8 +228,16 @@ def _things_human(result: Any, a: argparse.Namespace) -> str:
 
 # --------------------------------------------------------------------------- parser
 def add_network_commands(sub: Any, acl_sub: Any) -> None:
-    def net(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def net(p: argparse.ArgumentParser, host: bool = True) -> argparse.ArgumentParser:
         add_json(p)
+        if host:
+            p.add_argument(
+                "--host",
+                default=argparse.SUPPRESS,
+                metavar="ADDR",
+                help="local address of this peer's DHT node (default: the source address of "
+                "the route toward the bootstrap nodes; 0.0.0.0: every interface)",
+            )
         p.add_argument(
             "--bootstrap",
             action="append",
@@ -200,13 +249,19 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
         return p
 
     sp = sub.add_parser("node", help="run a plain DHT node (a seed for others to join through)")
-    net(sp)
+    net(sp, host=False)
     sp.add_argument("--dht-port", type=int, default=4242, help="UDP port (0 picks a free one)")
-    sp.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sp.add_argument(
+        "--host",
+        default=argparse.SUPPRESS,
+        metavar="ADDR",
+        help="address to listen on (default 127.0.0.1: this machine only; a LAN address or "
+        "0.0.0.0 for other hosts)",
+    )
     sp.set_defaults(func=cmd_node)
 
     sp = net(sub.add_parser("find", help="print a gateway's verified contact record"))
-    sp.add_argument("gateway_id", metavar="GW_ID")
+    sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
     sp.set_defaults(func=cmd_find)
 
     specs: list[tuple[str, str, list[str], Action, Callable[[Any, argparse.Namespace], str]]] = [
@@ -233,7 +288,7 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
     meta = {"thing": "THING", "name": "NAME", "value": "VALUE"}
     for name, help, positional, action, human in specs:
         sp = net(sub.add_parser(name, help=help, description=help))
-        sp.add_argument("gateway_id", metavar="GW_ID")
+        sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
         for p in positional:
             sp.add_argument(p, metavar=meta[p])
         if name == "invoke":
@@ -244,5 +299,5 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
 
     sp = net(acl_sub.add_parser("push", help="send a signed ACL to a running gateway (owner)"))
     sp.add_argument("--acl", required=True)
-    sp.add_argument("gateway_id", metavar="GW_ID")
+    sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
     sp.set_defaults(func=_session(_acl_push, lambda r, a: f"ACL installed: {json.dumps(r)}"))

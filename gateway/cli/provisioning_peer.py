@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, out
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
+from gateway.cli.peer_net import host_arg
 from gateway.cli.provisioning_gateway import report
 from gateway.config import parse_hostport
 from gateway.errors import IdentityError, P2PError, ProvisioningError, StreembitError
@@ -101,6 +102,7 @@ async def _connect_gateway(
     gateway: PublicIdentity,
     addrs: tuple[str, ...],
     boot: list[Address],
+    host: str | None = None,
 ) -> PeerConnection:
     """Connect to GATEWAY at one of ADDRS, else find it in the DHT through BOOT."""
     errors: list[str] = []
@@ -116,7 +118,7 @@ async def _connect_gateway(
             + " (pass --bootstrap HOST:PORT to look it up in the DHT)",
             code="connect_failed",
         )
-    async with ephemeral_dht(boot) as dht:
+    async with ephemeral_dht(boot, host) as dht:
         contact = await find_contact(dht, gateway.id)
         if contact.identity.id != gateway.id:
             raise P2PError("the DHT answered for another key", code="record_wrong_key")
@@ -135,7 +137,7 @@ def _run(
 
     async def main() -> int:
         async with PeerClient(key) as client:
-            conn = await _connect_gateway(client, gateway, addrs, boot)
+            conn = await _connect_gateway(client, gateway, addrs, boot, host_arg(args))
             try:
                 result = await action(conn)
             except PeerRequestError as exc:
@@ -212,7 +214,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         boot = _bootstrap(args)
 
         async def lookup() -> tuple[PublicIdentity, tuple[str, ...]]:
-            async with ephemeral_dht(boot) as dht:
+            async with ephemeral_dht(boot, host_arg(args)) as dht:
                 contact = await find_contact(dht, gateway_id)
             return contact.identity, contact.addrs
 
@@ -253,7 +255,7 @@ def add_commands(sub: Any) -> None:
     sp = cmd("transfer", "hand a gateway you own to another key (signed by your key)", cmd_transfer)
     sp.add_argument("--to", required=True, help="the new owner's public key file")
     sp.add_argument("--via", help="the gateway QR's text (its key and addresses; no DHT needed)")
-    sp.add_argument("gateway_id", metavar="GW_ID")
+    sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
 
 
 __all__ = ["add_commands"]

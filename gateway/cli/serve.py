@@ -16,10 +16,14 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Final
 
 from gateway.app import Gateway
+from gateway.cli.listen import machine_addresses
+from gateway.cli.ports import check_ports, port_error
 from gateway.config import GatewayConfig, MdnsConfig, parse_hostport
+from gateway.config.model import WILDCARD_HOSTS
 from gateway.errors import ConfigError
 from gateway.ops import runinfo
 from gateway.ops.sdnotify import Notifier, watchdog_interval
@@ -87,6 +91,17 @@ def add_serve_flags(sp: argparse.ArgumentParser, http_default: str) -> None:
     sp.add_argument("--no-mdns", action="store_true", help="do not announce on the LAN")
 
 
+def check_things(config: GatewayConfig) -> None:
+    """`check-config`: the Things of CONFIG built as `run` builds them (gateway/things/registry.py
+    `build_things`), nothing started or opened; the same errors, the same exit status."""
+    from gateway.companion.setup import CompanionSetup
+    from gateway.state import StateDir
+    from gateway.things import build_things
+
+    companion = CompanionSetup(config, StateDir(config.state_dir), "check-config")
+    build_things(config.things, companion.inject)
+
+
 def _validate_mdns(config: GatewayConfig) -> None:
     import ipaddress
 
@@ -133,9 +148,37 @@ async def _watch_config(config: GatewayConfig, state_dir: object) -> None:
             warned = None
 
 
+def _dht_line(dht: str) -> str:
+    """The ready line's DHT address for a person: a wildcard one is no address to bootstrap from
+    (`[gateway] advertise` or `demo --advertise` puts the advertised one there instead)."""
+    host, _, port = dht.rpartition(":")
+    if host.strip("[]") not in WILDCARD_HOSTS:
+        return f"{dht} (udp)"
+    return (
+        f"udp port {port} on all interfaces ({dht}); others bootstrap through an address of "
+        f"this machine{machine_addresses()}"
+    )
+
+
+def _owner_banner(gw: Gateway) -> Callable[[], None]:
+    """An ACL listener printing, once, that the "not provisioned yet" line no longer holds."""
+    shown = False
+
+    def on_change() -> None:
+        nonlocal shown
+        owner = gw.acl.owner
+        if owner is not None and not shown:
+            shown = True
+            print(f"  provisioned: owner {owner.id} pinned", flush=True)
+
+    return on_change
+
+
 async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: bool) -> int:
     config = apply_overrides(config, args)
     _validate_mdns(config)
+    check_things(config)  # as check-config: a bad Thing is refused before any key or folder
+    check_ports(config)  # a taken port: one line, and nothing (no driver, no Thing) started
     notifier = Notifier.from_env()
     gw = await Gateway.create(config, create_key=create_key)
     stop = asyncio.Event()
@@ -144,8 +187,16 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
     mdns: MdnsAdvertiser | None = None
+    started = False  # a failed start has already stopped what it started: never stop twice
     try:
-        await gw.start()
+        try:
+            await gw.start()
+        except OSError as exc:
+            refusal = port_error(exc, config)
+            if refusal is None:
+                raise
+            raise refusal from None
+        started = True
         info = gw.ready_info()
         runinfo.write(gw.state.path, info, config.source)
         mdns = await _start_mdns(config, gw)
@@ -157,7 +208,7 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
             print(f"gateway {info['id']} ready at {info['http']}", flush=True)
             print(f"  status page: {info['http']}/status", flush=True)
             if "ws" in info:
-                print(f"  P2P: {info['ws']}  DHT: {info['dht']} (udp)", flush=True)
+                print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
             for name in gw.things:
                 print(f"  {name}: {info['http']}/things/{name}", flush=True)
             if info["owner"] is None:
@@ -166,6 +217,7 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
                     f"{gw.state.path} --owner-key OWNER.pub`",
                     flush=True,
                 )
+                gw.acl.on_change.append(_owner_banner(gw))
         log.info("gateway %s ready at %s", info["id"], info["http"], extra={"gateway": gw.id})
         if runinfo.config_file(config.source):
             tasks.append(
@@ -199,8 +251,9 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
         await asyncio.gather(*tasks, return_exceptions=True)
         if mdns is not None:
             await mdns.stop()
-        runinfo.remove(gw.state.path)
-        await gw.stop()
+        if started:
+            runinfo.remove(gw.state.path)
+            await gw.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0

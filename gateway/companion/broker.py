@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from device_drivers.companion.hub import topic_root
+from gateway import jsonsafe
 from gateway.errors import ProvisioningError
 from gateway.provisioning import pairing
 from gateway.state import StateDir
@@ -91,7 +92,7 @@ class BrokerCredentials:
 def load_credentials(state: StateDir | Path) -> BrokerCredentials | None:
     path = (state.path if isinstance(state, StateDir) else Path(state)) / CREDENTIALS_FILE
     try:
-        doc = json.loads(path.read_text())
+        doc = jsonsafe.loads(path.read_bytes(), jsonsafe.FILE_LIMITS)
         return BrokerCredentials(
             str(doc["gateway"]["username"]),
             str(doc["gateway"]["password"]),
@@ -306,7 +307,7 @@ def rewrite_broker_config(state: StateDir | Path) -> BrokerFiles | None:
     st = state if isinstance(state, StateDir) else StateDir(Path(state))
     path = st.path / CREDENTIALS_FILE
     try:
-        doc = json.loads(path.read_text())
+        doc = jsonsafe.loads(path.read_bytes(), jsonsafe.FILE_LIMITS)
         conf = doc["conf"]
         folder = Path(doc["conf_dir"])
     except FileNotFoundError:

@@ -1,6 +1,8 @@
 """Flashing and pairing ESP32 boards from the gateway: the command lines, and running them.
 
 `flash_plan` builds (never runs) the steps of `companion flash`:
+    0. mpremote exec (is MicroPython there?)       (only without a firmware image: a blank
+                                                    board fails here, saying it needs one)
     1. esptool erase-flash                         (only with erase=True)
     2. esptool write-flash 0x1000 FIRMWARE         (when a firmware image is given; ESP32 offset)
     3. mpremote mip install umqtt.simple           (the MQTT client from micropython-lib)
@@ -32,12 +34,17 @@ COMPANION_FILES = ("frames.py", "counter.py", "board.py", "link.py", "app.py", "
 FIRMWARE_OFFSET_ESP32 = "0x1000"  # classic ESP32 bootloader offset (ESP32-S3/C3: 0x0)
 DEFAULT_BAUD = 460800
 STEP_TIMEOUT_S = 600.0  # esptool writing 1.5 MB at 115200 baud takes about 2.5 minutes
+BLANK_BOARD_HINT = (
+    "no MicroPython answers on the board: a blank board needs --firmware FILE (a MicroPython "
+    "image for the chip, e.g. ESP32_GENERIC from https://micropython.org/download/)"
+)
 
 
 @dataclass(frozen=True)
 class Step:
     what: str
     argv: tuple[str, ...]
+    hint: str = ""  # what to do when this step fails
 
     def shown(self) -> str:
         import shlex
@@ -82,6 +89,14 @@ def flash_plan(
         raise ProvisioningError("name the board's serial port (--port)", code="bad_port")
     steps: list[Step] = []
     common = ("--chip", chip, "--port", port, "--baud", str(baud))
+    if firmware is None:  # nothing to write: the board must already run MicroPython
+        steps.append(
+            Step(
+                "check that the board runs MicroPython",
+                mpremote(port, "exec", "import sys; print(sys.implementation.name)"),
+                BLANK_BOARD_HINT,
+            )
+        )
     if erase:
         steps.append(Step("erase the flash", esptool(*common, "erase-flash")))
     if firmware is not None:
@@ -190,8 +205,10 @@ def run_steps(
         progress(f"[{i}/{total}] {step.what}")
         rc = run(step.argv)
         if rc != 0:
+            hint = f"; {step.hint}" if step.hint else ""
             raise ProvisioningError(
-                f"step {i}/{total} ({step.what}) failed with exit status {rc}: {step.shown()}",
+                f"step {i}/{total} ({step.what}) failed with exit status {rc}: {step.shown()}"
+                + hint,
                 code="flash_failed",
             )
     progress(f"done: {total} steps")

@@ -7,12 +7,12 @@ for boards on serial ports only), holding the paired boards' keys from `pairings
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from device_drivers.companion import BrokerSettings, CompanionHub, MqttConnection, parse_broker
 from device_drivers.errors import DriverConfigError
+from gateway import jsonsafe
 from gateway.companion.broker import load_credentials
 from gateway.config import GatewayConfig, ThingConfig
 from gateway.provisioning import pairing
@@ -29,7 +29,7 @@ def device_key(state: StateDir, device: str) -> bytes | None:
         return bytes.fromhex(rec["hmac_key"]) if rec else None
     path = state.path / pairing.PAIRINGS_FILE
     try:
-        doc = json.loads(path.read_text())
+        doc = jsonsafe.loads(path.read_bytes(), jsonsafe.FILE_LIMITS)
         entry = doc["devices"].get(device)
         return bytes.fromhex(entry["hmac_key"]) if entry else None
     except FileNotFoundError:

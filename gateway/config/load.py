@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -29,8 +29,11 @@ from gateway.config.model import (
     SwitchSafety,
     ThermostatSafety,
     ThingConfig,
+    is_loopback,
+    parse_advertise,
 )
 from gateway.errors import ConfigError
+from gateway.jsonsafe import JsonInputError, JsonLimits, check_tree
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; refuse anything absurd
@@ -43,6 +46,12 @@ SAFETY_TYPES: dict[str, type[Safety]] = {
 SENSOR_KINDS = ("temperature", "humidity", "contact")
 METRICS_MODES = ("loopback", "token", "off")
 MAX_MDNS_NAME = 40  # bytes; a DNS-SD instance label holds 63 and we append " (gateway id)"
+# The same bounds as every other input (gateway.jsonsafe): TOML integers are 64-bit by the
+# spec, floats must be finite, and no setting nests anywhere near 16 levels.
+CONFIG_LIMITS = JsonLimits(max_bytes=MAX_CONFIG_BYTES, max_depth=16)
+_TABLE_LINE = re.compile(r"^\s*\[\[?\s*([^\]\[]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
+_DIGITS = re.compile(r"[0-9_]{2,}")
 
 
 class _Reader:
@@ -156,7 +165,11 @@ def parse_config(
     r = _Reader(source)
     r.unknown(data, {"gateway", "things"}, "")
     gw = r.table(data, "gateway", "gateway")
-    r.unknown(gw, {"name", "state_dir", "http", "p2p", "mdns", "mqtt", "reset_button"}, "gateway")
+    r.unknown(
+        gw,
+        {"name", "state_dir", "advertise", "http", "p2p", "mdns", "mqtt", "reset_button"},
+        "gateway",
+    )
     name = r.str_(gw, "name", "gateway.name", "streembit-gateway")
     state = Path(r.str_(gw, "state_dir", "gateway.state_dir", "/var/lib/streembit-gateway"))
     if not state.is_absolute() and base_dir is not None:
@@ -178,6 +191,7 @@ def parse_config(
         metrics=metrics,
     )
     p2p_cfg = _p2p(r, gw)
+    http_cfg, p2p_cfg, advertised = _advertise(r, gw, http_cfg, p2p_cfg)
     things_raw = data.get("things", [])
     if not isinstance(things_raw, list):
         raise r.fail("things", "an array of tables ([[things]])")
@@ -197,7 +211,39 @@ def parse_config(
         mdns=_mdns(r, gw),
         mqtt=_mqtt(r, gw),
         reset_button=_reset_button(r, gw),
+        advertise=advertised,
     )
+
+
+def _advertise(
+    r: _Reader, gw: Mapping[str, Any], http: HttpConfig, p2p: P2pConfig
+) -> tuple[HttpConfig, P2pConfig, tuple[str, ...]]:
+    """`[gateway] advertise`: the forms of `demo --advertise`. A host goes into the TDs' base URL
+    and the contact record with the listening ports, an http(s):// URL is the TDs' base URL (so
+    not with [gateway.http] base_url), ws(s):// URLs join [gateway.p2p] public_ws."""
+    if "advertise" not in gw:
+        return http, p2p, ()
+    key = "gateway.advertise"
+    raw = gw["advertise"]
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
+        raise r.fail(key, 'a list of host names, addresses or URLs ("192.168.1.20")')
+    adv = parse_advertise(raw, lambda text, expected: r.fail(key, f"{expected}, not {text!r}"))
+    if adv.base_url is not None and http.base_url is not None:
+        raise r.fail(key, "no http(s):// URL: [gateway.http] base_url is set (keep one of them)")
+    far = [h for h in adv.hosts if not is_loopback(h)]
+    listens = [("gateway.http.host", http.host)]
+    if p2p.enabled:
+        listens += [("gateway.p2p.ws_host", p2p.ws_host), ("gateway.p2p.dht_host", p2p.dht_host)]
+    for where, host in listens:
+        if far and is_loopback(host):
+            raise r.fail(
+                key,
+                f"no address of another network while {where} is {host} (this machine "
+                f"only): set that to {far[0]} or 0.0.0.0",
+            )
+    http = dataclasses.replace(http, base_url=adv.base_url or http.base_url)
+    public_ws = tuple(dict.fromkeys((*p2p.public_ws, *adv.public_ws)))
+    return http, dataclasses.replace(p2p, public_ws=public_ws), adv.hosts
 
 
 def _reset_button(r: _Reader, gw: Mapping[str, Any]) -> ResetButtonConfig:
@@ -349,12 +395,62 @@ def load_config(path: Path) -> GatewayConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(str(path), "(file)", f"a file under {MAX_CONFIG_BYTES} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(path), "(file)", "UTF-8 text") from None
+    return parse_config(parse_toml(text, str(path)), str(path), base_dir=path.parent)
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text -> a tree within CONFIG_LIMITS; ConfigError (SOURCE, key) on anything else."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "(syntax)", f"valid TOML ({exc})") from None
-    return parse_config(data, str(path), base_dir=path.parent)
+        raise ConfigError(source, "(syntax)", f"valid TOML ({exc})") from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        key = _locate(text, lambda line: line.count("[") + line.count("{"))
+        limit = CONFIG_LIMITS.max_depth
+        raise ConfigError(source, key, f"at most {limit} levels of nesting") from None
+    except ValueError:  # an integer literal beyond Python's 4300-digit conversion limit
+        key = _locate(text, lambda line: max((len(m) for m in _DIGITS.findall(line)), default=0))
+        raise ConfigError(source, key, "a number of at most 64 bits") from None
+    try:
+        check_tree(data, CONFIG_LIMITS, what=source)
+    except JsonInputError as exc:
+        expected = {
+            "too_deep": f"at most {CONFIG_LIMITS.max_depth} levels of nesting",
+            "long_number": "an integer that fits in 64 bits",
+            "non_finite": "a finite number",
+        }.get(exc.problem, "valid text")
+        raise ConfigError(source, _dotted(exc.path), expected) from None
+    return data
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    """("things", 1, "safety", "x") -> "things[1].safety.x" (the way errors name keys)."""
+    out = ""
+    for part in path[:24]:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def _locate(text: str, score: Callable[[str], int]) -> str:
+    """Best effort "TABLE.KEY (line N)" of the line scoring highest, for errors that tomllib
+    raises without a position. The key is the nearest "key =" at or above that line."""
+    lines = text.splitlines()
+    if not lines:
+        return "(file)"
+    worst = max(range(len(lines)), key=lambda i: score(lines[i]))
+    key, table = "", ""
+    for i in range(worst, -1, -1):
+        line = lines[i]
+        if not key and (m := _KEY_LINE.match(line)):
+            key = m.group(1).strip()
+        if m := _TABLE_LINE.match(line):
+            table = m.group(1).strip()
+            break
+    name = ".".join(p for p in (table, key) if p) or "(file)"
+    return f"{name[:80]} (line {worst + 1})"
 
 
 def default_config(state_dir: Path, http_port: int = 8080) -> GatewayConfig:

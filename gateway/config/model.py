@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 THING_TYPES = ("lock", "thermostat", "switch", "sensor")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # noqa: S104 (names compared, not a bind)
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,77 @@ class GatewayConfig:
     mdns: MdnsConfig = field(default_factory=MdnsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     reset_button: ResetButtonConfig = field(default_factory=ResetButtonConfig)
+    # hosts other machines reach this gateway at: TD base URLs, the contact record's WebSocket
+    # URLs (after p2p.public_ws) and the DHT address shown; () = the listen hosts. http.base_url,
+    # when set, wins for the TDs.
+    advertise: tuple[str, ...] = ()
+
+
+def url_host(host: str) -> str:
+    """HOST as it goes into a URL: IPv6 literals in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses (this machine only)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Advertised:
+    """What `demo --advertise` and `[gateway] advertise` say: plain hosts (the listening ports are
+    added), at most one http(s):// base URL for the TDs, ws(s):// URLs for the contact record."""
+
+    hosts: tuple[str, ...] = ()
+    base_url: str | None = None
+    public_ws: tuple[str, ...] = ()
+
+
+def _plain_host(text: str, fail: Callable[[str, str], Exception]) -> str:
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if not host or any(c in host for c in "/@?# \t") or not host.isprintable():
+        raise fail(text, "a host name or address, or a URL")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise fail(
+                text,
+                "a host without a port (the listening ports are used; for another port give a URL)",
+            ) from None
+    if host in WILDCARD_HOSTS:
+        raise fail(text, "an address other machines can reach")
+    return host
+
+
+def parse_advertise(items: Iterable[str], fail: Callable[[str, str], Exception]) -> Advertised:
+    """ITEMS (host names, addresses, URLs) as Advertised; FAIL(item, expected) is raised for a
+    bad one (the caller names where it came from: a flag or a config key)."""
+    hosts: list[str] = []
+    base_url: str | None = None
+    public_ws: list[str] = []
+    for raw in items:
+        text = raw.strip()
+        if "://" not in text:
+            hosts.append(_plain_host(text, fail))
+            continue
+        try:
+            url = urlsplit(text)
+            hostname = url.hostname
+            url.port  # noqa: B018 (raises ValueError for a bad port)
+        except ValueError:
+            hostname = None
+        if not hostname or url.scheme not in ("http", "https", "ws", "wss"):
+            raise fail(text, "http://, https://, ws:// or wss:// HOST[:PORT]")
+        if url.scheme.startswith("ws"):
+            public_ws.append(url.geturl())
+        elif base_url is not None:
+            raise fail(text, "one http(s):// base URL only")
+        else:
+            base_url = url.geturl().rstrip("/")
+    return Advertised(tuple(hosts), base_url, tuple(dict.fromkeys(public_ws)))

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from gateway.errors import IdentityError
+from gateway.jsonsafe import JsonInputError, JsonLimits, loads
 from gateway.storage import atomic_write_bytes
 
 MAX_KEY_FILE = 16 * 1024  # a PEM key is < 1 KiB; refuse anything absurd
+JWK_LIMITS = JsonLimits(max_bytes=MAX_KEY_FILE, max_depth=4)  # a JWK file: one flat object
+ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # an id: base64url of a SHA-256 digest, no padding
+PUB_SUFFIX = ".pub"
+
+
+def is_id(text: str) -> bool:
+    """True for a well-formed id (an RFC 7638 thumbprint: 43 base64url characters)."""
+    return ID_RE.fullmatch(text) is not None
 
 
 def _b64u(data: bytes) -> str:
@@ -144,10 +154,36 @@ def write_keypair(path: Path, kp: KeyPair, passphrase: bytes | None = None) -> P
     return pub
 
 
+def _is_public(data: bytes) -> bool:
+    text = data.strip()
+    if text.startswith(b"{"):  # a JWK: public unless it has the private member "d"
+        return b'"kty"' in text and b'"d"' not in text
+    return b"-----BEGIN PUBLIC KEY-----" in text
+
+
+def _is_private(data: bytes) -> bool:
+    text = data.strip()
+    if text.startswith(b"{"):
+        return b'"kty"' in text and b'"d"' in text
+    return b"PRIVATE KEY-----" in text
+
+
+def _use_private(path: Path) -> str:
+    """What to say when the public key file PATH was given for a private key."""
+    if path.name.endswith(PUB_SUFFIX) and len(path.name) > len(PUB_SUFFIX):
+        return f"use the private key file {path.with_name(path.name[: -len(PUB_SUFFIX)])}"
+    return "use the private key file instead"
+
+
 def load_keypair(path: Path, passphrase: bytes | None = None) -> KeyPair:
     """Load a PKCS#8 PEM private key; refuses files readable by group or others."""
     path = Path(path)
     data = _read_small(path)
+    if _is_public(data):
+        raise IdentityError(
+            f"{path}: this is a public key; {_use_private(path)}",
+            code="bad_key",
+        )
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077:
         raise IdentityError(
@@ -169,12 +205,21 @@ def load_public(path: Path) -> PublicIdentity:
     """Load a public key: SubjectPublicKeyInfo PEM, a JWK JSON file, or a private key's .pub."""
     path = Path(path)
     data = _read_small(path)
+    if _is_private(data):
+        raise IdentityError(
+            f"{path}: this is a private key; give the public key file {path}{PUB_SUFFIX}",
+            code="bad_key",
+        )
     text = data.strip()
     if text.startswith(b"{"):
         try:
-            return public_from_jwk(json.loads(text))
-        except json.JSONDecodeError:
-            raise IdentityError(f"{path}: not a JWK JSON file", code="bad_key") from None
+            jwk = loads(text, JWK_LIMITS, what=str(path))
+        except JsonInputError as exc:
+            raise IdentityError(f"{path}: not a JWK JSON file ({exc})", code="bad_key") from None
+        try:
+            return public_from_jwk(jwk)
+        except IdentityError as exc:
+            raise IdentityError(f"{path}: {exc}", code=exc.code) from None
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

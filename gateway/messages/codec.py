@@ -1,20 +1,25 @@
 """Strict decoding of untrusted compact-serialization pieces: base64url segments and JSON objects.
 
-Refusals raise `MessageError` with code `bad_format`. JSON is parsed strictly: duplicate member
-names, NaN/Infinity and non-object documents are refused, so every implementation reads the same
-signed bytes the same way.
+Refusals raise `MessageError` with code `bad_format`. JSON is parsed by the bounded policy of
+`gateway.jsonsafe`: duplicate member names, NaN/Infinity, numbers that overflow a double (1e400),
+over-long numbers, deep nesting, invalid text and non-object documents are refused, so every
+implementation reads the same signed bytes the same way.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
-from typing import Any
+from typing import Any, Final
 
 from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
 from gateway.errors import MessageError
+from gateway.jsonsafe import JsonInputError, JsonLimits, loads_object
 from gateway.messages import codes
+
+# A sealed message is at most 64 KiB; its headers and claims are shallow.
+MESSAGE_JSON_LIMITS: Final = JsonLimits(max_bytes=64 * 1024, max_depth=32)
 
 
 def b64url_decode(segment: str, what: str) -> bytes:
@@ -30,32 +35,12 @@ def b64url_encode(data: bytes) -> str:
     return urlsafe_b64encode(data).decode("ascii")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate member {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def json_object(data: bytes, what: str) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be an object; refuse duplicates and non-finite numbers."""
+    """Parse UTF-8 JSON that must be an object, within MESSAGE_JSON_LIMITS."""
     try:
-        obj = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constant,
-        )
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise MessageError(f"{what} is not valid JSON", code=codes.BAD_FORMAT) from None
-    if not isinstance(obj, dict):
-        raise MessageError(f"{what} is not a JSON object", code=codes.BAD_FORMAT)
-    return obj
+        return loads_object(data, MESSAGE_JSON_LIMITS, what=what)
+    except JsonInputError as exc:
+        raise MessageError(f"{exc} [{exc.problem}]", code=codes.BAD_FORMAT) from None
 
 
 def json_bytes(obj: dict[str, Any]) -> bytes:

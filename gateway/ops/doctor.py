@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import StreembitError
+from gateway.errors import ConfigError, StreembitError
 from gateway.ops import runinfo
 from gateway.state import KEY_FILE, STATE_VERSION, StateDir
 
@@ -34,6 +34,13 @@ Status = Literal["ok", "warn", "fail"]
 
 DEFAULT_CONFIG: Final = Path("/etc/streembit-gateway/gateway.toml")
 SERVICE: Final = "streembit-gateway"
+#: where a systemd unit of the gateway is installed (deploy/install.sh: the first)
+UNIT_DIRS: Final = (
+    Path("/etc/systemd/system"),
+    Path("/usr/local/lib/systemd/system"),
+    Path("/usr/lib/systemd/system"),
+    Path("/lib/systemd/system"),
+)
 BROKER_DEFAULT: Final = ("127.0.0.1", 1883)
 CONNECT_TIMEOUT_S: Final = 2.0  # TCP and MQTT handshakes with local services
 HTTP_TIMEOUT_S: Final = 3.0
@@ -88,13 +95,25 @@ def _in_group(group: str) -> bool:
 
 
 # --------------------------------------------------------------------------- config
+def _config_problem(exc: StreembitError) -> str:
+    """A config error as a person reads it: `FILE: not an existing config file` rather than
+    `FILE: (file): an existing config file` for the problems of the file itself."""
+    if isinstance(exc, ConfigError) and exc.key == "(file)":
+        return f"{exc.file}: not {exc.expected}"
+    return str(exc)
+
+
 def check_config(path: Path) -> tuple[list[Check], GatewayConfig | None]:
     checks: list[Check] = []
     try:
         cfg = load_config(path)
     except StreembitError as exc:
         return [
-            _fail("config", str(exc), f"edit {path}, then: streembit-gateway check-config {path}")
+            _fail(
+                "config",
+                _config_problem(exc),
+                f"edit {path}, then: streembit-gateway check-config {path}",
+            )
         ], None
     checks.append(_ok("config", f"{path}: {len(cfg.things)} things"))
     try:
@@ -306,7 +325,28 @@ def check_audit(state_dir: Path) -> list[Check]:
 
 
 # --------------------------------------------------------------------------- running
-def check_running(state_dir: Path, config_path: Path | None) -> tuple[list[Check], dict[str, Any]]:
+def service_installed(unit_dirs: Iterable[Path] | None = None) -> bool:
+    """True when a systemd unit of the gateway is installed (deploy/install.sh), in one of
+    UNIT_DIRS (the module's folders unless others are given)."""
+    dirs = UNIT_DIRS if unit_dirs is None else unit_dirs
+    return any((Path(d) / f"{SERVICE}.service").exists() for d in dirs)
+
+
+def _how_to_start(
+    state_dir: Path, config_path: Path | None, unit_dirs: Iterable[Path] | None
+) -> str:
+    if service_installed(unit_dirs):
+        return f"sudo systemctl start {SERVICE} (logs: journalctl -u {SERVICE})"
+    config = str(config_path) if config_path is not None else "FILE"
+    return (
+        f"no {SERVICE} service is installed: start it yourself, `deploy/dev.sh demo --state "
+        f"{state_dir}` (the demo) or `streembit-gateway run --config {config} --state {state_dir}`"
+    )
+
+
+def check_running(
+    state_dir: Path, config_path: Path | None, unit_dirs: Iterable[Path] | None = None
+) -> tuple[list[Check], dict[str, Any]]:
     state = StateDir(state_dir)
     run = runinfo.read(state.path) or {}
     if not state.is_locked_elsewhere():
@@ -314,13 +354,18 @@ def check_running(state_dir: Path, config_path: Path | None) -> tuple[list[Check
             _warn(
                 "gateway",
                 "not running on this state folder",
-                f"sudo systemctl start {SERVICE} (logs: journalctl -u {SERVICE})",
+                _how_to_start(state_dir, config_path, unit_dirs),
             )
         ], {}
     checks = [_ok("gateway", f"running (pid {run.get('pid', '?')}) at {run.get('http', '?')}")]
     drift = runinfo.drift(run, config_path)
     if drift is not None:
-        checks.append(_warn("config changed", drift.message(), f"sudo systemctl restart {SERVICE}"))
+        restart = (
+            f"sudo systemctl restart {SERVICE}"
+            if service_installed(unit_dirs)
+            else "stop the gateway (Ctrl-C) and start it again"
+        )
+        checks.append(_warn("config changed", drift.message(), restart))
     url = str(run.get("http", ""))
     if url:
         try:
@@ -629,7 +674,35 @@ def check_clock(now: Callable[[], float] = time.time) -> list[Check]:
 
 
 # --------------------------------------------------------------------------- all
-def run_checks(config_path: Path, state_override: Path | None = None) -> list[Check]:
+def _no_default_config(state_dir: Path | None) -> tuple[list[Check], Path | None]:
+    """No --config and nothing at DEFAULT_CONFIG: a dev demo (`streembit-gateway demo --state
+    DIR`) runs without a file. Check the file a gateway running on DIR loaded, if any; else say
+    there is none (not a failure when a state folder was given)."""
+    if state_dir is None:
+        return [
+            _fail(
+                "config",
+                f"no config file at {DEFAULT_CONFIG}",
+                "give --config FILE, or --state DIR for a gateway run without one (the demo)",
+            )
+        ], None
+    loaded = runinfo.config_file(str((runinfo.read(state_dir) or {}).get("config") or ""))
+    if loaded is not None:
+        return [], loaded
+    return [
+        _ok("config", f"none ({DEFAULT_CONFIG} does not exist; the demo runs without one)")
+    ], None
+
+
+def run_checks(config_path: Path | None, state_override: Path | None = None) -> list[Check]:
+    """Every check. CONFIG_PATH None: DEFAULT_CONFIG if it exists (an installed gateway)."""
+    if config_path is None:
+        config_path = DEFAULT_CONFIG
+        if not DEFAULT_CONFIG.exists():
+            found, loaded = _no_default_config(state_override)
+            if loaded is None:
+                return _checks_without_config(found, state_override)
+            config_path = loaded
     checks, cfg = check_config(config_path)
     state_dir = state_override or (cfg.state_dir if cfg else None)
     if state_dir is None:
@@ -645,5 +718,21 @@ def run_checks(config_path: Path, state_override: Path | None = None) -> list[Ch
         checks += check_serial(cfg)
         checks += check_dht(cfg, run)
     checks += check_broker(cfg, state_dir)
+    checks += check_clock()
+    return checks
+
+
+def _checks_without_config(checks: list[Check], state_dir: Path | None) -> list[Check]:
+    """The checks that need no config file: the state folder, keys, audit log, the running
+    gateway and its HTTP, the clock."""
+    if state_dir is None:
+        return checks
+    checks += check_state(state_dir)
+    if not Path(state_dir).is_dir():
+        return checks
+    checks += check_keys(state_dir)
+    checks += check_audit(state_dir)
+    running, _run = check_running(state_dir, None)
+    checks += running
     checks += check_clock()
     return checks

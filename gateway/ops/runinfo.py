@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from gateway import jsonsafe
 from gateway.storage import atomic_write_text
 
 RUN_FILE: Final = "running.json"
@@ -56,7 +57,7 @@ def write(state_dir: Path, info: dict[str, Any], config_source: str) -> dict[str
 
 def read(state_dir: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((Path(state_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        data = jsonsafe.loads((Path(state_dir) / RUN_FILE).read_bytes(), jsonsafe.FILE_LIMITS)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -7,7 +7,9 @@ answer for a gateway without its private key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -54,22 +56,58 @@ async def connect(client: PeerClient, contact: Contact) -> PeerConnection:
     )
 
 
+def source_address(bootstrap: Sequence[Address]) -> str:
+    """The local address this machine's routes toward BOOTSTRAP leave from, to bind the peer's
+    DHT node to: reachable by the nodes it queries, and listening nowhere else.
+
+    Connecting a UDP socket only looks the route up; it sends nothing. When the routes leave from
+    different addresses (say a loopback seed and a LAN one), or no route is known, the answer is
+    the wildcard address of their family."""
+    found: set[str] = set()
+    families: set[int] = set()
+    for host, port in bootstrap:
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+            families.add(family)
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect(sockaddr)
+                found.add(str(s.getsockname()[0]))
+        except OSError:  # unresolvable name or no route: the query reports it more clearly
+            found.add("")
+    if len(found) == 1 and "" not in found:
+        return found.pop()
+    return "::" if families == {socket.AF_INET6} else "0.0.0.0"  # noqa: S104 (see docstring)
+
+
 @contextlib.asynccontextmanager
 async def ephemeral_dht(
-    bootstrap: Sequence[Address], host: str = "127.0.0.1"
+    bootstrap: Sequence[Address], host: str | None = None
 ) -> AsyncIterator[DhtNode]:
-    """A short-lived DHT node for a peer command: joins through BOOTSTRAP, stops afterwards."""
+    """A short-lived DHT node for a peer command: joins through BOOTSTRAP, stops afterwards.
+
+    HOST is the address its UDP socket binds to; None: the source address of the route toward
+    the bootstrap nodes (`source_address`), so nodes on other hosts can answer it."""
     if not bootstrap:
         raise P2PError(
             "a bootstrap node is needed to reach the network (--bootstrap HOST:PORT)",
             code="no_bootstrap",
         )
+    if host is None:
+        host = await asyncio.to_thread(source_address, bootstrap)
     node = DhtNode(host, 0, bootstrap=bootstrap)
-    await node.start()
     try:
+        try:
+            await node.start()
+        except OSError as exc:
+            raise P2PError(
+                f"cannot open a DHT socket on {host} ({exc.strerror or exc}); --host ADDR "
+                "chooses the local address",
+                code="bind_failed",
+            ) from None
         if node.routing_size() == 0:
             raise P2PError(
-                f"no DHT node answered at {', '.join(f'{h}:{p}' for h, p in bootstrap)}",
+                f"no DHT node answered at {', '.join(f'{h}:{p}' for h, p in bootstrap)} "
+                f"(from {host})",
                 code="unreachable",
             )
         yield node

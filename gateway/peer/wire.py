@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway import jsonsafe
 from gateway.messages import MAX_MESSAGE_BYTES, codes
 from gateway.messages.codec import b64url_encode
 
@@ -29,6 +30,7 @@ DEFAULT_PATH: Final = "/p2p"
 HARD_FRAME_BYTES: Final = 2 * MAX_MESSAGE_BYTES
 DIGEST_CHARS: Final = 22  # 128 bits of SHA-256: unique among a connection's frames
 MAX_PLAIN_ERROR_BYTES: Final = 512  # a plain refusal is tiny; anything larger is not one
+PLAIN_ERROR_LIMITS: Final = jsonsafe.JsonLimits(max_bytes=MAX_PLAIN_ERROR_BYTES, max_depth=2)
 MAX_CODE_LEN: Final = 64
 
 RATE_LIMITED: Final = "rate_limited"  # a code of the request layer (HTTP_STATUS: 429)
@@ -76,7 +78,7 @@ def parse_plain_error(text: str) -> PlainError | None:
     if len(text) > MAX_PLAIN_ERROR_BYTES or not text.startswith("{"):
         return None
     try:
-        obj: Any = json.loads(text)
+        obj: Any = jsonsafe.loads(text, PLAIN_ERROR_LIMITS, what="a plain refusal")
     except ValueError:
         return None
     if not isinstance(obj, dict):

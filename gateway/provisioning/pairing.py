@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from gateway import jsonsafe
 from gateway.errors import ProvisioningError
 from gateway.identity import load_public
 from gateway.provisioning.locking import provisioning_lock
@@ -56,7 +57,7 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     try:
-        doc: Any = json.loads(raw)
+        doc: Any = jsonsafe.loads(raw, jsonsafe.FILE_LIMITS)
         devices = doc["devices"]
         if doc.get("v") != 1 or not isinstance(devices, dict) or len(raw) > MAX_FILE_BYTES:
             raise ValueError("not a version 1 pairings file")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.acl import AclStore
+from gateway.acl.install import install_lock
 from gateway.audit import AuditLog
 from gateway.errors import ProvisioningError, StreembitError
 from gateway.provisioning.events import audit_local, record
@@ -38,6 +39,7 @@ WIPED_FILES: Final = (
     "gateway.key.pub",
     "owner.pub",
     "acl.jws",
+    "acl.version",  # the ACL's version high-water mark (gateway.acl.install)
     "setup-code.json",
     "pairings.json",
     "transfers.json",
@@ -59,7 +61,7 @@ def _check_user(path: Path) -> None:
 
 def _wipe(path: Path) -> list[str]:
     removed: list[str] = []
-    with provisioning_lock(path):
+    with provisioning_lock(path), install_lock(path):  # no ACL install lands after the wipe
         for name in WIPED_FILES:
             try:
                 (path / name).unlink()

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from gateway import jsonsafe
 from gateway.errors import ProvisioningError
 from gateway.provisioning.locking import provisioning_lock
 from gateway.provisioning.payload import SETUP_CODE_BYTES
@@ -103,7 +104,7 @@ class SetupCodeStore:
         try:
             if len(raw) > MAX_FILE_BYTES:
                 raise ValueError("too large")
-            doc: Any = json.loads(raw)
+            doc: Any = jsonsafe.loads(raw, jsonsafe.FILE_LIMITS)
             if not isinstance(doc, dict) or doc.get("v") != 1:
                 raise ValueError("not a version 1 setup-code file")
             code = doc.get("code")

@@ -26,6 +26,7 @@ from typing import Any, Final
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 
+from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.errors import IdentityError, MessageError, ProvisioningError
 from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
@@ -153,7 +154,7 @@ def verify_transfer(
 # ------------------------------------------------------------------- replay ledger
 def _load_ledger(path: Path, now: float) -> dict[str, int]:
     try:
-        doc: Any = json.loads(path.read_bytes()[: 256 * 1024])
+        doc: Any = jsonsafe.loads(path.read_bytes()[: 256 * 1024], jsonsafe.FILE_LIMITS)
         used = doc.get("used", {}) if isinstance(doc, dict) else {}
     except FileNotFoundError:
         return {}

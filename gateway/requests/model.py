@@ -36,6 +36,8 @@ HTTP_STATUS = {
     "sensor_fault": 503,
     "driver_fault": 503,
     "audit_unavailable": 503,
+    "busy": 503,  # e.g. another ACL install holds the install lock: retry
+    "storage_unavailable": 503,  # a file of the state folder could not be written
     "rate_limited": 429,
 }
 

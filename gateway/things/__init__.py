@@ -9,7 +9,7 @@ from gateway.things.base import (
 )
 from gateway.things.bus import Bus, Notification, Subscription
 from gateway.things.lock import Lock
-from gateway.things.registry import THING_CLASSES, build_thing
+from gateway.things.registry import THING_CLASSES, build_thing, build_things
 from gateway.things.sensor import Sensor
 from gateway.things.switch import Switch
 from gateway.things.thermostat import Thermostat
@@ -28,5 +28,6 @@ __all__ = [
     "Thermostat",
     "Thing",
     "build_thing",
+    "build_things",
     "check_value",
 ]

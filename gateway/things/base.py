@@ -26,6 +26,7 @@ class PropertySpec:
     read_only: bool = True
     observable: bool = True
     description: str = ""
+    resolution: float | None = None  # a measured value's step; reported values are rounded to it
 
 
 @dataclass(frozen=True)

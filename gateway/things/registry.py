@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from device_drivers.base import Driver
+from device_drivers.registry import check_drivers, create_driver
 from gateway.config.model import (
     LockSafety,
     SensorSafety,
@@ -84,3 +86,20 @@ def build_thing(cfg: ThingConfig, driver: Driver) -> Thing:
             SOURCE, f"{where}.safety", f"{wanted.__name__} (got {type(cfg.safety).__name__})"
         )
     return build(cfg, driver)
+
+
+def build_things(
+    configs: Sequence[ThingConfig],
+    inject: Callable[[ThingConfig], Mapping[str, Any]] = lambda tc: {},
+) -> dict[str, Thing]:
+    """The Things of a gateway, none started: the one validation path of `run` (Gateway.create)
+    and `check-config`. Each driver is created by name from the registry (an unknown backend is
+    refused here), all of them pass the pre-flight together (`validate()`, then no pin or port
+    claimed twice; nothing is opened), then each Thing is built. INJECT gives the objects a
+    Thing's driver needs (companion hubs, test doubles)."""
+    drivers = [
+        create_driver(tc.driver, tc.name, tc.type, tc.driver_settings, **inject(tc))
+        for tc in configs
+    ]
+    check_drivers(drivers)
+    return {tc.name: build_thing(tc, d) for tc, d in zip(configs, drivers, strict=True)}

@@ -27,6 +27,7 @@ from gateway.config.model import SensorSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import PropertySpec, Thing
 from gateway.things.io import bounded_read, stop_driver
+from gateway.things.resolution import resolution, rounded
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,15 @@ class Sensor(Thing):
             raise ConfigError(
                 f"thing {name}", "safety.kinds", f"distinct kinds among {', '.join(KIND_SCHEMAS)}"
             )
+        self._resolution = {k: resolution(driver, k) for k in kinds}
         props = {
-            k: PropertySpec(k, KIND_TITLES[k], KIND_SCHEMAS[k], description="fails when stale")
+            k: PropertySpec(
+                k,
+                KIND_TITLES[k],
+                KIND_SCHEMAS[k],
+                description="fails when stale",
+                resolution=self._resolution[k],
+            )
             for k in kinds
         }
         props["fault"] = PropertySpec(
@@ -122,7 +130,13 @@ class Sensor(Thing):
         if reading is None:
             why = self._problems.get(name, "no reading")
             raise ThingError(f"{self.name}: {name} not available: {why}", code="sensor_fault")
-        return reading.value
+        return self._shown(name, reading.value)
+
+    def _shown(self, kind: str, value: Any) -> Any:
+        """VALUE as reported: a measured number rounded to the sensor's resolution."""
+        if kind == "contact" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        return rounded(float(value), self._resolution.get(kind))
 
     # -- internals
     async def _poll(self) -> None:
@@ -163,11 +177,12 @@ class Sensor(Thing):
         self._cache[kind] = reading
         self._set_problem(kind, None)
         last = self._published.get(kind)
+        shown = self._shown(kind, value)
         if last is None or (
-            abs(value - last) >= NUMBER_DELTA if kind != "contact" else value != last
+            abs(shown - last) >= NUMBER_DELTA if kind != "contact" else shown != last
         ):
-            self._published[kind] = value
-            self.changed(kind, value)
+            self._published[kind] = shown
+            self.changed(kind, shown)
         return None
 
     def _reject(self, kind: str, reason: str) -> None:

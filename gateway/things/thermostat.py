@@ -45,6 +45,7 @@ from gateway.config.model import ThermostatSafety
 from gateway.errors import ConfigError, ThingError
 from gateway.things.base import EventSpec, PropertySpec, Thing, check_value
 from gateway.things.io import bounded_read, bounded_write, now_iso, stop_driver
+from gateway.things.resolution import resolution, rounded
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Thermostat(Thing):
                 "maximum": s.max_setpoint_c,
             }
         )
+        self._resolution = resolution(driver, "temperature")
         self._properties = MappingProxyType(
             {
                 "temperature": PropertySpec(
@@ -91,6 +93,7 @@ class Thermostat(Thing):
                     "Temperature",
                     {"type": "number", "unit": UNIT_C},
                     description="room temperature; fails with sensor_fault when not trusted",
+                    resolution=self._resolution,
                 ),
                 "targetTemperature": PropertySpec(
                     "targetTemperature",
@@ -203,7 +206,7 @@ class Thermostat(Thing):
                 raise ThingError(
                     f"{self.name}: temperature not available: {why}", code="sensor_fault"
                 )
-            return self._temp
+            return rounded(self._temp, self._resolution)
         return {
             "targetTemperature": self._target,
             "mode": self._mode,
@@ -293,11 +296,12 @@ class Thermostat(Thing):
                 self._temp_at = reading.at
         self._set_problem("sensor", problem)
         self._temp = temp
-        if temp is not None and (
-            self._published is None or abs(temp - self._published) >= TEMP_PUBLISH_DELTA_C
+        shown = None if temp is None else rounded(temp, self._resolution)
+        if shown is not None and (
+            self._published is None or abs(shown - self._published) >= TEMP_PUBLISH_DELTA_C
         ):
-            self._published = temp
-            self.changed("temperature", temp)
+            self._published = shown
+            self.changed("temperature", shown)
         return temp
 
     def _decide(self, temp: float, now: float) -> tuple[bool, str]:
@@ -320,9 +324,9 @@ class Thermostat(Thing):
             self._rest_until = now + s.min_off_s
             return False, f"maximum on-time {s.max_on_s} s reached"
         if self._heat_demand:
-            return True, f"{temp:.2f} °C below target {self._target} °C"
+            return True, f"{rounded(temp, self._resolution)} °C below target {self._target} °C"
         if self._frost_demand:
-            return True, f"frost protection: {temp:.2f} °C"
+            return True, f"frost protection: {rounded(temp, self._resolution)} °C"
         return False, "target reached" if self._mode == "heat" else "mode off"
 
     async def _command(self, on: bool, reason: str, force: bool = False) -> None:

@@ -8,14 +8,18 @@ each one as a `Problem` with the RFC 6901 JSON Pointer of the duplicated member.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.errors import WotError
+from gateway.jsonsafe import SYNTAX, JsonInputError, JsonLimits, loads
 
-__all__ = ["Problem", "loads_strict", "pointer"]
+# A TD is bounded like every other input (gateway.jsonsafe); these bounds leave room for any
+# real TD (the gateway's own are a few KiB, nesting below 12) and keep validation fast.
+TD_LIMITS: Final = JsonLimits(max_bytes=256 * 1024, max_depth=32, duplicates=True)
+
+__all__ = ["TD_LIMITS", "Problem", "loads_strict", "pointer"]
 
 
 @dataclass(frozen=True, order=True)
@@ -38,15 +42,12 @@ def pointer(parts: Iterable[str | int]) -> str:
     return "".join("/" + _escape(part) for part in parts)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def loads_strict(text: str) -> tuple[Any, list[Problem]]:
     """Parse JSON text; return the value and one Problem per duplicated object member.
 
     A leading byte order mark is ignored. NaN, Infinity and -Infinity (accepted by `json.loads`,
-    not by JSON) are refused. For duplicates the value keeps the last member, as `json.loads` does.
+    not by JSON) are refused, and so is anything beyond `TD_LIMITS` (size, depth, numbers).
+    For duplicates the value keeps the last member, as `json.loads` does.
     Raises WotError if the text is not JSON at all.
     """
     # Objects that hold a duplicate, by id. The object itself is kept in the value so that its
@@ -67,13 +68,10 @@ def loads_strict(text: str) -> tuple[Any, list[Problem]]:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise WotError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise WotError(f"not valid JSON: {exc}") from exc
+        value = loads(text, TD_LIMITS, what="the TD", pairs_hook=hook)
+    except JsonInputError as exc:
+        message = str(exc) if exc.problem == SYNTAX else f"not valid JSON: {exc}"
+        raise WotError(message) from None
 
     problems: list[Problem] = []
     if duplicates:

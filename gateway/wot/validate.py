@@ -34,9 +34,11 @@ from typing import Any, TypeGuard, cast
 
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.validators import extend
 
 from gateway.errors import WotError
-from gateway.wot.jsonparse import Problem, loads_strict, pointer
+from gateway.jsonsafe import JsonInputError, check_tree
+from gateway.wot.jsonparse import TD_LIMITS, Problem, loads_strict, pointer
 
 __all__ = [
     "SCHEMA_FILE",
@@ -49,6 +51,10 @@ __all__ = [
 SCHEMA_FILE = "td-json-schema-validation.json"
 _MAX_SHOWN = 20  # problems listed in the exception message (all are in .problems)
 _MAX_MESSAGE = 240  # characters of one schema message (they may quote whole sub-documents)
+# The schema's unanchored patterns (".+:.*" for a security scheme, "[0-9]*x[0-9]+" for icon
+# sizes) take quadratic time in `re.search`: 2.5 s on a 60 KB string. Every string they apply to
+# is a short token, so longer strings are refused without running the regex.
+MAX_PATTERN_INPUT = 256
 
 JsonPath = tuple[str | int, ...]
 
@@ -93,6 +99,24 @@ def _is_date_time(value: object) -> bool:
     return second <= 60 and offset_ok
 
 
+def _bounded_pattern(
+    validator: Any, patrn: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """The schema's `pattern` keyword, refusing strings over MAX_PATTERN_INPUT before the regex."""
+    if not isinstance(instance, str):
+        return
+    if len(instance) > MAX_PATTERN_INPUT:
+        yield ValidationError(
+            f"a string of {len(instance)} characters is longer than the "
+            f"{MAX_PATTERN_INPUT} allowed where {patrn!r} applies"
+        )
+    elif re.search(patrn, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+_TdValidator = extend(Draft7Validator, {"pattern": _bounded_pattern})
+
+
 @cache
 def _validator() -> Draft7Validator:
     """The TD 1.1 schema validator, loaded from the package and compiled once."""
@@ -102,7 +126,7 @@ def _validator() -> Draft7Validator:
     formats = FormatChecker(formats=())
     formats.checks("uri")(_is_uri)
     formats.checks("date-time")(_is_date_time)
-    return Draft7Validator(schema, format_checker=formats)
+    return cast(Draft7Validator, _TdValidator(schema, format_checker=formats))
 
 
 def _shorten(text: str) -> str:
@@ -365,6 +389,10 @@ def td_problems(td: Any, *, require_op: bool = False) -> list[Problem]:
     """Every problem of a parsed TD (no duplicate-key check: that needs the text), sorted."""
     if not isinstance(td, dict):
         return [Problem("", "a Thing Description must be a JSON object")]
+    try:  # the schema validator recurses: bound the depth (and numbers, text) first
+        check_tree(td, TD_LIMITS, what="the TD")
+    except JsonInputError as exc:
+        return [Problem(pointer(exc.path), str(exc))]
     problems = set(_schema_problems(td))
     problems.update(_check_security(td))
     problems.update(_check_links(td))

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from gateway import jsonsafe
 from gateway.acl import AclStore
+from gateway.acl.install import TRANSIENT_OUTCOMES
 from gateway.auth import Principal, TokenVerifier
 from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
 from gateway.errors import AclError, AuthError
@@ -138,10 +140,11 @@ class HttpBinding:
             return False, Outcome("too_large", reason=f"body larger than {self.max_body} bytes")
         if not raw.strip():
             return True, None
+        limits = jsonsafe.JsonLimits(max_bytes=self.max_body)  # and the policy's other bounds
         try:
-            return True, json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return False, Outcome("bad_request", reason=f"body is not valid JSON ({exc})")
+            return True, jsonsafe.loads(raw, limits, what="body")
+        except jsonsafe.JsonInputError as exc:
+            return False, Outcome("bad_request", reason=f"{exc} [{exc.problem}]")
 
     async def _one_shot(self, request: web.Request, op: str, name: str, body: bool) -> web.Response:
         who = await self._principal(request, op, name)
@@ -230,13 +233,12 @@ class HttpBinding:
             return _error(
                 await self.processor.reject(req, Outcome("too_large", reason="ACL too large"))
             )
-        try:
-            acl = self.acl.install(raw.decode("utf-8", "replace").strip())
+        try:  # the install lock and fsyncs: in a worker thread, never in the event loop
+            acl = await self.acl.install_async(raw.decode("utf-8", "replace").strip())
         except AclError as exc:
+            code = TRANSIENT_OUTCOMES.get(exc.code, "bad_request")  # busy, disk: 503
             return _error(
-                await self.processor.reject(
-                    req, Outcome("bad_request", reason=f"{exc.code}: {exc}")
-                )
+                await self.processor.reject(req, Outcome(code, reason=f"{exc.code}: {exc}"))
             )
         await self.processor.audit_event(req, f"ACL version {acl.version} installed")
         return _json({"version": acl.version, "grants": len(acl.grants)})

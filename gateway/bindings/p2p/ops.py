@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from gateway.acl.install import TRANSIENT_OUTCOMES
 from gateway.audit import AuditRecord
 from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.streams import EventPush, StreamKey
@@ -198,10 +199,11 @@ class Operations:
             await self._refuse(msg, Outcome("forbidden", reason=reason, rule="owner-only"))
             return
         text = msg.claims["input"]  # a string: checked by open_sealed
-        try:
-            installed = acl.install(text.strip())
+        try:  # the install lock and fsyncs: in a worker thread, never in the event loop
+            installed = await acl.install_async(text.strip())
         except AclError as exc:
-            await self._refuse(msg, Outcome("bad_request", reason=f"{exc.code}: {exc}"))
+            code = TRANSIENT_OUTCOMES.get(exc.code, "bad_request")  # busy, disk: 503
+            await self._refuse(msg, Outcome(code, reason=f"{exc.code}: {exc}"))
             return
         await processor.audit_event(req, f"ACL version {installed.version} installed")
         output = {"version": installed.version, "grants": len(installed.grants)}
