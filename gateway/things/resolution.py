@@ -1,7 +1,8 @@
 """The resolution of a measured value, and values rounded to it.
 
 A DS18B20 resolves 0.0625 °C, a DHT22 or an XY-MD02 0.1 °C and 0.1 %RH, a BLE Environmental
-Sensing characteristic 0.01; the simulated backend is given 0.1. Digits below the resolution are
+Sensing characteristic 0.01; the simulated backend is given 0.1. A companion board reports what
+its sensor resolves (it knows its sensor, the gateway does not), so its values are kept as sent. Digits below the resolution are
 noise (`20.080277496948078`), so a Thing rounds what it reports (property reads, notifications,
 events) to it; its control logic keeps the full value. A driver may say its resolution itself
 with a method `resolution(channel) -> float | None`; otherwise it is looked up here from the
@@ -26,8 +27,8 @@ SENSORS: Final[Mapping[str, float]] = {
     "xymd02": 0.1,
     "sht20": 0.1,
 }
-#: per backend, when the settings name no known sensor
-BACKENDS: Final[Mapping[str, float]] = {"ble": 0.01}
+#: per backend, when the settings name no known sensor (None: kept as the device reports it)
+BACKENDS: Final[Mapping[str, float | None]] = {"ble": 0.01, "companion": None}
 DEFAULT: Final = 0.1  # sim, serial line protocol, companion ADC: tenths
 MEASURED: Final = frozenset({"temperature", "humidity"})
 
