@@ -2,11 +2,11 @@
 
 A DS18B20 resolves 0.0625 °C, a DHT22 or an XY-MD02 0.1 °C and 0.1 %RH, a BLE Environmental
 Sensing characteristic 0.01; the simulated backend is given 0.1. A companion board reports what
-its sensor resolves (it knows its sensor, the gateway does not), so its values are kept as sent. Digits below the resolution are
-noise (`20.080277496948078`), so a Thing rounds what it reports (property reads, notifications,
-events) to it; its control logic keeps the full value. A driver may say its resolution itself
-with a method `resolution(channel) -> float | None`; otherwise it is looked up here from the
-backend and the sensor its settings name.
+its sensor resolves (it knows its sensor, the gateway does not), so its values are kept as sent.
+Digits below the resolution are noise (`20.080277496948078`), so a Thing rounds what it reports
+(property reads, notifications, events) to it; its control logic keeps the full value. A driver
+may say its resolution itself with a method `resolution(channel) -> float | None`; otherwise it
+is looked up here from the backend and the sensor its settings name.
 """
 
 from __future__ import annotations
