@@ -11,7 +11,12 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# bold only on a terminal, and never with NO_COLOR set (https://no-color.org) or TERM=dumb
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ] && [ "${TERM:-}" != dumb ]; then
+    say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+    say() { printf '==> %s\n' "$*" >&2; }
+fi
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -86,7 +91,7 @@ case "$cmd" in
         exec "$VENV/bin/streembit-gateway" demo "$@"
         ;;
     test)
-        setup_venv dev
+        setup_venv dev   # dev includes every optional part: qr-images, flash, td-validation
         setup_test_tools
         say "ruff"; "$VENV/bin/ruff" check gateway device_drivers hardware tests bench
         say "mypy --strict"; "$VENV/bin/mypy"

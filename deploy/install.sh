@@ -6,6 +6,7 @@
 #   sudo deploy/install.sh --uninstall --purge --yes   ... and delete them and the user too
 #   deploy/install.sh --dry-run            print every action, change nothing
 #   deploy/install.sh --root DIR           install into DIR as if it were / (tests, images)
+#   sudo deploy/install.sh --with qr-images,flash   ... with optional parts (kept on upgrade)
 #
 # What it sets up (docs/operations.md):
 #   user/group streembit (system, no login) in the gpio, dialout and bluetooth groups
@@ -17,6 +18,9 @@
 #   mosquitto, with /etc/mosquitto/conf.d/streembit.conf (local only until boards are paired)
 # An upgrade stops the service, replaces the venv's package, keeps config and state, migrates
 # the state folder to the new schema version, and starts the service again.
+# Optional parts (pyproject.toml's extras, --with): qr-images (zxing-cpp, Pillow: provisioning
+# from a QR photo or the camera), flash (esptool, mpremote: companion flash|pair), td-validation
+# (jsonschema). The ones installed are listed in /opt/streembit-gateway/INSTALLED as extras=.
 set -euo pipefail
 umask 022
 
@@ -38,6 +42,7 @@ MQTT_CONF=/etc/mosquitto/conf.d/streembit.conf
 MQTT_MARK="# streembit-gateway: the MQTT broker for the ESP32 companion boards."
 APT_PACKAGES=(python3 python3-venv python3-pip mosquitto)
 START_TIMEOUT_S=90   # systemd's TimeoutStartSec: how long `systemctl restart` may wait
+KNOWN_EXTRAS=(qr-images flash td-validation)   # pyproject.toml [project.optional-dependencies]
 
 ROOT=""
 DRY_RUN=0
@@ -51,9 +56,10 @@ USE_APT=1
 START=1
 LAN_IP=""
 WHEELHOUSE=""
+EXTRAS=()
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 Options:
   --dry-run               print every action without doing it
@@ -66,6 +72,10 @@ Options:
   --no-start              do not (re)start the service
   --lan-ip IP             the address put in a new config (default: the default route's)
   --wheelhouse DIR        install offline from wheels made with `pip wheel -w DIR .`
+  --with EXTRA[,EXTRA]    also install optional parts (repeatable; kept on upgrade):
+                            qr-images      provision from a QR photo or the camera (zxing-cpp, Pillow)
+                            flash          companion flash|pair (esptool, mpremote)
+                            td-validation  TD validation for Python API users (jsonschema)
   --uninstall             remove service, venv, udev rule, broker snippet; keep config and state
   --purge                 with --uninstall: also delete config, state (keys, audit log), user
   --yes                   do not ask (needed for --purge without a terminal)
@@ -76,6 +86,19 @@ EOF
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# add_extras LIST: the comma-separated extras LIST into EXTRAS (known names only, no repeats)
+add_extras() {
+    local e k ok list
+    IFS=, read -r -a list <<<"$1"
+    [ ${#list[@]} -gt 0 ] || die "--with needs an extra: ${KNOWN_EXTRAS[*]}"
+    for e in "${list[@]}"; do
+        ok=0
+        for k in "${KNOWN_EXTRAS[@]}"; do [ "$e" = "$k" ] && ok=1; done
+        [ "$ok" -eq 1 ] || die "--with $e: unknown extra (known: ${KNOWN_EXTRAS[*]})"
+        case " ${EXTRAS[*]} " in *" $e "*) ;; *) EXTRAS+=("$e") ;; esac
+    done
+}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -90,6 +113,8 @@ while [ $# -gt 0 ]; do
         --no-start) START=0 ;;
         --lan-ip) [ $# -ge 2 ] || die "--lan-ip needs an address"; LAN_IP="$2"; shift ;;
         --wheelhouse) [ $# -ge 2 ] || die "--wheelhouse needs a folder"; WHEELHOUSE="$2"; shift ;;
+        --with) [ $# -ge 2 ] || die "--with needs an extra: ${KNOWN_EXTRAS[*]}"; add_extras "$2"; shift ;;
+        --with=*) add_extras "${1#--with=}" ;;
         --uninstall) MODE=uninstall ;;
         --purge) PURGE=1 ;;
         --yes|-y) YES=1 ;;
@@ -287,9 +312,18 @@ install_venv() {
         # the pip a new venv brings along is old: a current one resolves twice as fast
         act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     fi
+    # the extras of the last install stay (an upgrade without --with keeps them)
+    local before
+    before="$(sed -n 's/^extras=//p' "$ROOT$PREFIX/INSTALLED" 2>/dev/null || true)"
+    if [ -n "$before" ]; then add_extras "$before"; fi
+    local spec="$SOURCE"
+    if [ ${#EXTRAS[@]} -gt 0 ]; then
+        spec="${SOURCE}[$(IFS=,; echo "${EXTRAS[*]}")]"
+        say "with the optional parts: ${EXTRAS[*]}"
+    fi
     # --upgrade keeps satisfied dependencies (only-if-needed) and reinstalls the gateway itself
     act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${offline[@]}" \
-        --upgrade "$SOURCE"
+        --upgrade "$spec"
 }
 
 write_config() {
@@ -381,6 +415,7 @@ do_install() {
     configure_broker
     put_text "$ROOT$PREFIX/INSTALLED" 0644 root root \
         "source=$SOURCE
+extras=$(IFS=,; echo "${EXTRAS[*]}")
 installed=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 $( [ "$DRY_RUN" -eq 1 ] || "$ROOT$VENV/bin/python" -c 'from importlib.metadata import version as v; print("version=" + v("streembit-gateway"))')"
     start_service

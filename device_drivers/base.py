@@ -17,6 +17,8 @@ Rules every backend keeps:
 - `subscribe` callbacks run on the event loop (thread callbacks are handed over with
   `loop.call_soon_threadsafe`); a callback receives a `Reading` or a `DriverError` (fault);
 - `stop()` leaves outputs in their safe state when the backend knows one;
+- `driver_settings` are read into the backend's settings dataclass (`settings_model`,
+  `read_settings`): one typed reader for the whole configuration, docs/config.md generated from it;
 - `validate()` is the pre-flight check (settings against the machine: pins that exist, device
   files and ports that are present) and `claims()` names the exclusive resources (pins, ports) the
   driver will use; the gateway calls both for every driver before it starts any Thing
@@ -30,9 +32,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.settings import driver_reader
+
+T = TypeVar("T")
 
 Value = bool | int | float | str
 
@@ -64,6 +69,8 @@ class Driver(abc.ABC):
     """Base class of every backend. Subclasses set `backend` and implement the abstract methods."""
 
     backend: ClassVar[str] = "abstract"
+    # the dataclass of its `driver_settings` per Thing type ("*": every type), for the docs
+    settings_model: ClassVar[Mapping[str, type[Any]]] = {}
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -130,18 +137,7 @@ class Driver(abc.ABC):
         except RuntimeError:  # the loop is closed: the gateway is gone, nobody is listening
             pass
 
-    def setting(self, key: str, kind: type, default: Any = ...) -> Any:
-        """A typed driver setting; a wrong or missing one is a DriverConfigError naming it."""
-        if key not in self.settings:
-            if default is ...:
-                raise DriverConfigError(f"thing {self.thing!r}: driver setting {key!r} is required")
-            return default
-        val = self.settings[key]
-        ok = isinstance(val, kind) and not (kind in (int, float) and isinstance(val, bool))
-        if kind is float and isinstance(val, int) and not isinstance(val, bool):
-            val, ok = float(val), True
-        if not ok:
-            raise DriverConfigError(
-                f"thing {self.thing!r}: driver setting {key!r} must be {kind.__name__}"
-            )
-        return val
+    def read_settings(self, model: type[T]) -> T:
+        """The driver settings as the dataclass MODEL (docs/config.md is generated from these):
+        a wrong, missing or unknown one is a DriverConfigError naming the Thing and the setting."""
+        return driver_reader(self.thing, self.backend).read(model, self.settings)

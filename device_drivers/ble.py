@@ -21,9 +21,9 @@ A missing adapter, bluetoothd not running or no system bus is a DriverConfigErro
 names the fix; a device out of reach at start is not: the Thing starts in its fault state and the
 link keeps trying.
 
-Settings: address (required), adapter ("hci0"), mode ("notify" | "poll"), connect_timeout_s (10),
-io_timeout_s (5: one GATT read or write), reconnect_initial_s, reconnect_cap_s, and per-channel
-`{ uuid = "..." }` tables. bleak delivers notifications and disconnection callbacks on the event
+Settings: `BleSettings` and its per-type subclasses below (reference: docs/config.md): address
+(required), adapter, mode, timeouts, reconnect delays, and per-channel `{ uuid = "..." }`
+tables. bleak delivers notifications and disconnection callbacks on the event
 loop; nothing here blocks it.
 """
 
@@ -34,12 +34,14 @@ import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from device_drivers.backoff import Backoff
 from device_drivers.base import Driver, Reading, Value
 from device_drivers.errors import DriverConfigError, DriverError
-from device_drivers.settings import SettingsReader
+from device_drivers.settings import doc, setting
+from device_drivers.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,93 @@ DEFAULT_UUID: Mapping[str, str] = {
 }
 WRITABLE = frozenset({"bolt", "heater", "output"})
 ADDRESS_RE = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+MODES = ("notify", "poll")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ADAPTER_FIX = (
     "start bluetoothd (systemctl enable --now bluetooth), check that the adapter exists and is "
     "powered (bluetoothctl list; bluetoothctl power on) and not blocked (rfkill unblock "
     "bluetooth), or fix the driver setting 'adapter'"
 )
+
+
+def _uuid(text: str) -> str | None:
+    low = text.lower()
+    if re.fullmatch(r"[0-9a-f]{4}", low) or UUID_RE.match(low):
+        return None
+    return 'a 128-bit UUID or a 16-bit SIG number like "2a6e"'
+
+
+@dataclass(frozen=True)
+class Characteristic:
+    uuid: str = field(
+        metadata=doc("the GATT characteristic, 128-bit or a 16-bit SIG number", check=_uuid)
+    )
+
+
+def _address(text: str) -> str | None:
+    return (
+        None if ADDRESS_RE.match(text.upper()) else 'a Bluetooth address like "C0:FF:EE:12:34:56"'
+    )
+
+
+def _adapter(text: str) -> str | None:
+    return None if re.fullmatch(r"hci\d{1,2}", text) else 'an adapter name like "hci0"'
+
+
+CHARACTERISTIC = doc(
+    '`{ uuid = "..." }` overrides the channel\'s characteristic',
+    shown="the channel's standard one",
+)
+
+
+@dataclass(frozen=True)
+class BleSettings:
+    address: str = field(metadata=doc("the peripheral's Bluetooth address", check=_address))
+    adapter: str = setting("hci0", "the BlueZ adapter", check=_adapter)
+    mode: str = setting(
+        "notify", "`notify`: pushed by GATT Notify; `poll`: read when asked", choices=MODES
+    )
+    connect_timeout_s: float = setting(10.0, "connection deadline", min=0.1, max=120.0, unit="s")
+    io_timeout_s: float = setting(5.0, "one GATT read or write", min=0.05, max=60.0, unit="s")
+    reconnect_initial_s: float = setting(
+        0.5, "first reconnect delay", min=0.001, max=60.0, unit="s"
+    )
+    reconnect_cap_s: float = setting(
+        30.0, "longest reconnect delay", min=0.001, max=3600.0, unit="s"
+    )
+
+
+@dataclass(frozen=True)
+class BleLock(BleSettings):
+    bolt: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+    bolt_sensor: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+    door: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+
+
+@dataclass(frozen=True)
+class BleThermostat(BleSettings):
+    temperature: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+    heater: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+
+
+@dataclass(frozen=True)
+class BleSwitch(BleSettings):
+    output: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+
+
+@dataclass(frozen=True)
+class BleSensor(BleSettings):
+    temperature: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+    humidity: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+    contact: Characteristic | None = field(default=None, metadata=CHARACTERISTIC)
+
+
+SETTINGS: Mapping[str, type[BleSettings]] = {
+    "lock": BleLock,
+    "thermostat": BleThermostat,
+    "switch": BleSwitch,
+    "sensor": BleSensor,
+}
 
 
 def decode(channel: str, data: bytes | bytearray) -> Value:
@@ -108,6 +191,7 @@ class BleDriver(Driver):
     """One Thing's channels on one BLE peripheral (see the module docstring)."""
 
     backend: ClassVar[str] = "ble"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = SETTINGS
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -119,38 +203,24 @@ class BleDriver(Driver):
         if unknown:
             raise DriverConfigError(f"thing {thing!r}: ble driver cannot inject {unknown}")
         self._client_factory = inject.get("client_factory")
-        s = SettingsReader(thing, "ble", self.settings)
-        self.address = s.get("address", str).upper()
-        if not ADDRESS_RE.match(self.address):
-            raise s.fail("address", 'a Bluetooth address like "C0:FF:EE:12:34:56"')
-        self.adapter: str = s.get("adapter", str, "hci0")
-        if not re.fullmatch(r"hci\d{1,2}", self.adapter):
-            raise s.fail("adapter", 'an adapter name like "hci0"')
-        self.mode = s.choice("mode", ("notify", "poll"), "notify")
-        self.connect_timeout_s = s.number("connect_timeout_s", 10.0, 0.1, 120.0)
-        self.io_timeout_s = s.number("io_timeout_s", 5.0, 0.05, 60.0)
-        self.backoff = Backoff(
-            initial_s=s.number("reconnect_initial_s", 0.5, 0.001, 60.0),
-            cap_s=s.number("reconnect_cap_s", 30.0, 0.001, 3600.0),
-        )
+        st = self.read_settings(SETTINGS[thing_type])
+        self.address = st.address.upper()
+        self.adapter = st.adapter
+        self.mode = st.mode
+        self.connect_timeout_s = st.connect_timeout_s
+        self.io_timeout_s = st.io_timeout_s
+        self.backoff = Backoff(initial_s=st.reconnect_initial_s, cap_s=st.reconnect_cap_s)
         self.uuids: dict[str, str] = {}
         for ch in CHANNELS[thing_type]:
-            t = s.table(ch)
-            uuid = DEFAULT_UUID[ch] if t is None else t.get("uuid", str, DEFAULT_UUID[ch]).lower()
-            if len(uuid) == 4:
-                uuid = sig_uuid(int(uuid, 16)) if re.fullmatch(r"[0-9a-f]{4}", uuid) else uuid
-            if not UUID_RE.match(uuid):
-                raise s.fail(f"{ch}.uuid", "a 128-bit UUID or a 16-bit SIG number like \"2a6e\"")
-            if t is not None:
-                t.done()
-            self.uuids[ch] = uuid
-        s.done()
+            table: Characteristic | None = getattr(st, ch)
+            uuid = DEFAULT_UUID[ch] if table is None else table.uuid.lower()
+            self.uuids[ch] = sig_uuid(int(uuid, 16)) if len(uuid) == 4 else uuid
         self.client: Any = None
         self.connected = asyncio.Event()
         self.down_reason = "not connected yet"
         self.connects = 0
         self._running = False
-        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"ble {thing}")  # the link supervisor: restarted if it dies
         self._lost = asyncio.Event()
 
     def channels(self) -> Sequence[str]:
@@ -168,17 +238,11 @@ class BleDriver(Driver):
             raise
         except DriverError as exc:
             self._set_down(str(exc))
-        self._supervisor = asyncio.create_task(
-            self._supervise(), name=f"ble-{self.thing}-link"
-        )
+        self._tasks.keep_running(self._supervise, name=f"ble-{self.thing}-link")
 
     async def stop(self) -> None:
         """Safe state (best effort; the peripheral must also go safe on link loss), disconnect."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await self._tasks.close()  # a cancellation of stop() itself propagates
         if self.connected.is_set():
             for ch in self.channels():
                 if ch in WRITABLE:
@@ -250,8 +314,14 @@ class BleDriver(Driver):
         text = str(exc) or name
         config_like = any(
             s in text
-            for s in ("No Bluetooth adapters", "org.freedesktop.DBus.Error.ServiceUnknown",
-                      "No such file or directory", "powered", "not available", "not found")
+            for s in (
+                "No Bluetooth adapters",
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                "No such file or directory",
+                "powered",
+                "not available",
+                "not found",
+            )
         )
         out_of_range = "Device with address" in text or "was not found" in text
         if name == "BleakBluetoothNotAvailableError" or (config_like and not out_of_range):
@@ -337,8 +407,7 @@ class BleDriver(Driver):
                 )
         except TimeoutError:
             raise DriverError(
-                f"thing {self.thing!r}: {channel}: write not confirmed within "
-                f"{self.io_timeout_s} s"
+                f"thing {self.thing!r}: {channel}: write not confirmed within {self.io_timeout_s} s"
             ) from None
         except Exception as exc:
             raise DriverError(f"thing {self.thing!r}: {channel}: write failed: {exc}") from None

@@ -25,12 +25,14 @@ pressed.
 `bolt_sensor = "relay"` reports the relay's own state as the bolt position: there is then no
 mechanical confirmation (an electric strike without a monitor switch). Say so explicitly.
 
-Top-level settings: pin_factory ("mock", "lgpio", "rpigpio", "pigpio", "native"; default: the
-GPIOZERO_PIN_FACTORY environment variable, else gpiozero's default order, lgpio first),
-sysfs_root ("/sys"), read_timeout_s (2.0), w1_pin (4: the 1-wire bus pin of the w1-gpio
-overlay, reserved when a DS18B20 is used), dht22_pin (the dht11 overlay's gpiopin; reserved when
-given). Injected: `pin_factory=` a gpiozero Factory (tests: MockFactory(pin_class=MockPWMPin)),
-`sysfs_root=` a folder.
+Settings: the dataclasses of `device_drivers.gpio_settings` (per Thing type, and the pin
+tables; reference with defaults and ranges: docs/config.md). Every gpio Thing takes pin_factory
+(default: the GPIOZERO_PIN_FACTORY environment variable, else gpiozero's default order, lgpio
+first), w1_pin (4: the 1-wire bus pin of the w1-gpio overlay, reserved when a DS18B20 is used)
+and dht22_pin (the dht11 overlay's gpiopin; reserved when given); thermostats and sensors also
+the sysfs source settings of `device_drivers.onewire` (sysfs_root, read_timeout_s, ds18b20,
+dht22, temperature, humidity). Injected: `pin_factory=` a gpiozero
+Factory (tests: MockFactory(pin_class=MockPWMPin)), `sysfs_root=` a folder.
 
 gpiozero callbacks arrive on its threads; they are handed to the event loop with
 `call_soon_threadsafe`, and debouncing runs on the loop (`call_later`). Output writes are
@@ -53,14 +55,21 @@ from typing import Any, ClassVar
 
 from device_drivers.base import Claim, Driver, Reading, Value
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.gpio_settings import (
+    PWM_HZ,
+    SETTINGS,
+    BoltPin,
+    InputPin,
+    OutputPin,
+)
 from device_drivers.onewire import (
     DEFAULT_SYSFS_ROOT,
-    READ_TIMEOUT_S,
+    SysfsSettings,
     SysfsSource,
     sources_from_settings,
 )
 from device_drivers.pins import board_info, normalize_pin
-from device_drivers.settings import SettingsReader
+from device_drivers.settings import Fail, driver_reader
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +97,6 @@ REQUIRED: Mapping[str, tuple[str, ...]] = {
     "switch": ("output",),
     "sensor": (),
 }
-FACTORIES = ("mock", "lgpio", "rpigpio", "pigpio", "native")
-BOUNCE_S = 0.05  # reed switches and push buttons settle within a few ms; 50 ms is generous
-PWM_HZ = 100.0
-W1_PIN = 4  # the w1-gpio overlay's default pin
 FACTORY_FIX = (
     "on a Raspberry Pi install lgpio (apt install python3-lgpio, or pip install lgpio) or set "
     'pin_factory = "rpigpio"; on a machine without GPIO use pin_factory = "mock"'
@@ -133,6 +138,7 @@ class GpioDriver(Driver):
     """One Thing's relays, contacts and 1-wire sensors on the GPIO header."""
 
     backend: ClassVar[str] = "gpio"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = SETTINGS
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -143,36 +149,32 @@ class GpioDriver(Driver):
         unknown = sorted(set(inject) - {"pin_factory", "sysfs_root"})
         if unknown:
             raise DriverConfigError(f"thing {thing!r}: gpio driver cannot inject {unknown}")
-        s = SettingsReader(thing, "gpio", self.settings)
+        st = self.read_settings(SETTINGS[thing_type])
+        fail = driver_reader(thing, self.backend).fail
         self._injected_factory = inject.get("pin_factory")
-        self.factory_name: str | None = None
-        if s.has("pin_factory"):
-            self.factory_name = s.choice("pin_factory", FACTORIES)
-        root = s.get("sysfs_root", str, DEFAULT_SYSFS_ROOT)
-        self.sysfs_root = Path(inject.get("sysfs_root") or root)
-        timeout = s.number("read_timeout_s", READ_TIMEOUT_S, 0.01, 60.0)
-        self.w1_pin_spec: object = s.get("w1_pin", (int, str), W1_PIN)
-        self.dht_pin_spec: object = s.get("dht22_pin", (int, str), None)
+        self.factory_name: str | None = st.pin_factory
+        self.w1_pin_spec: object = st.w1_pin
+        self.dht_pin_spec: object = st.dht22_pin
         self.outputs: dict[str, _Output] = {}
         self.inputs: dict[str, _Input] = {}
         self.bolt_from_relay = False
         for ch in OUTPUTS[thing_type]:
-            t = s.table(ch)
-            if t is not None:
-                self.outputs[ch] = self._output(ch, t)
+            out: OutputPin | None = getattr(st, ch)
+            if out is not None:
+                self.outputs[ch] = self._output(ch, out, fail)
         for ch in INPUTS[thing_type]:
-            if ch == "bolt_sensor" and isinstance(self.settings.get(ch), str):
-                if s.get(ch, str) != "relay":
-                    raise s.fail(ch, 'a table { pin = N } or "relay"')
+            inp: InputPin | str | None = getattr(st, ch)
+            if isinstance(inp, str):
                 self.bolt_from_relay = True
-                continue
-            t = s.table(ch)
-            if t is not None:
-                self.inputs[ch] = self._input(ch, t)
-        self.sources: dict[str, SysfsSource] = sources_from_settings(
-            s, self.sysfs_root, SYSFS[thing_type], timeout
-        )
-        s.done()
+            elif inp is not None:
+                self.inputs[ch] = _Input(ch, ch, inp.pin, inp.pull_up, inp.invert, inp.bounce_s)
+        self.sources: dict[str, SysfsSource] = {}
+        self.sysfs_root = Path(inject.get("sysfs_root") or DEFAULT_SYSFS_ROOT)
+        if isinstance(st, SysfsSettings):
+            self.sysfs_root = Path(inject.get("sysfs_root") or st.sysfs_root)
+            self.sources = sources_from_settings(
+                st, thing, self.sysfs_root, SYSFS[thing_type], fail
+            )
         served = set(self.outputs) | set(self.inputs) | set(self.sources)
         if self.bolt_from_relay:
             served.add("bolt_sensor")
@@ -184,9 +186,9 @@ class GpioDriver(Driver):
                     if ch == "bolt_sensor"
                     else ""
                 )
-                raise s.fail(ch, f"required for a gpio {thing_type}{hint}")
+                raise fail(ch, f"required for a gpio {thing_type}{hint}")
         if not served:
-            raise s.fail("contact", "a gpio sensor needs contact, temperature or humidity")
+            raise fail("contact", "a gpio sensor needs contact, temperature or humidity")
         self._channels = tuple(
             ch
             for ch in (*OUTPUTS[thing_type], *INPUTS[thing_type], *SYSFS[thing_type])
@@ -199,28 +201,13 @@ class GpioDriver(Driver):
         self._normalized = False
 
     @staticmethod
-    def _output(ch: str, t: SettingsReader) -> _Output:
-        pin = t.get("pin", (int, str))
-        active_high = t.get("active_high", bool, True)
-        pwm = t.get("pwm", bool, False)
-        if pwm and ch == "bolt":
-            raise t.fail("pwm", "a bolt relay is on or off, never PWM")
-        freq = t.number("frequency_hz", PWM_HZ, 0.1, 100_000.0) if pwm else PWM_HZ
-        true_is_energized = True
-        if ch == "bolt":
-            energized = t.choice("energized", ("unlocked", "locked"), "unlocked")
-            true_is_energized = energized == "locked"
-        t.done()
-        return _Output(ch, t.path, pin, active_high, pwm, freq, true_is_energized)
-
-    @staticmethod
-    def _input(ch: str, t: SettingsReader) -> _Input:
-        pin = t.get("pin", (int, str))
-        pull_up = t.get("pull_up", bool, True)
-        invert = t.get("invert", bool, False)
-        bounce = t.number("bounce_s", BOUNCE_S, 0.0, 5.0)
-        t.done()
-        return _Input(ch, t.path, pin, pull_up, invert, bounce)
+    def _output(ch: str, t: OutputPin, fail: Fail) -> _Output:
+        if t.pwm and ch == "bolt":
+            raise fail(f"{ch}.pwm", "a bolt relay is on or off, never PWM")
+        if not t.pwm and t.frequency_hz != PWM_HZ:
+            raise fail(f"{ch}.frequency_hz", "only with pwm = true")
+        locked = isinstance(t, BoltPin) and t.energized == "locked"
+        return _Output(ch, ch, t.pin, t.active_high, t.pwm, t.frequency_hz, locked or ch != "bolt")
 
     # -- pre-flight
     def _board(self) -> Any:

@@ -20,14 +20,10 @@ sensor's range, an absent device (unplugged: the kernel removes its folder), and
 not return within `read_timeout_s` (a hung bus: the reading would be stale). A hung read is never
 started twice: until its thread returns, reads fail at once.
 
-Settings (sensor Things; `temperature` and `humidity` channels):
-    sysfs_root        "/sys"     the sysfs mount; tests point it at a temporary folder
-    read_timeout_s    2.0        a DS18B20 12-bit conversion takes 750 ms
-    ds18b20           "28-..."   shorthand for temperature = { ds18b20 = "28-..." }; "auto" picks
-                                 the only DS18B20 on the bus
-    dht22             "iio:device0"  shorthand for temperature and humidity from that device
-    temperature       { ds18b20 = "..." } or { dht22 = "iio:deviceN" }
-    humidity          { dht22 = "iio:deviceN" }
+Settings (sensor Things; `temperature` and `humidity` channels): `SysfsSettings` below
+(reference: docs/config.md): a source per channel (`temperature = { ds18b20 = "28-..." }`,
+`humidity = { dht22 = "iio:device0" }`) or the shorthands `ds18b20 = "28-..."` / `"auto"` and
+`dht22 = "iio:device0"`, `sysfs_root` and `read_timeout_s`.
 
 File reads run in worker threads (`loop.run_in_executor`), never on the event loop.
 """
@@ -38,12 +34,13 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from device_drivers.base import Driver, Reading, Value
 from device_drivers.errors import DriverConfigError, DriverError
-from device_drivers.settings import SettingsReader
+from device_drivers.settings import Fail, doc, driver_reader, setting
 
 DEFAULT_SYSFS_ROOT = "/sys"
 W1_DEVICES = "bus/w1/devices"
@@ -139,8 +136,8 @@ class SysfsSource:
         if len(found) != 1:
             what = "none" if not found else ", ".join(found)
             raise DriverConfigError(
-                f"thing {self.thing!r}: driver setting {self.setting!r}: \"auto\" needs exactly "
-                f"one DS18B20 in {self._bus()} (found {what}); name it, e.g. \"28-0316a2794eff\""
+                f'thing {self.thing!r}: driver setting {self.setting!r}: "auto" needs exactly '
+                f'one DS18B20 in {self._bus()} (found {what}); name it, e.g. "28-0316a2794eff"'
             )
         return found[0]
 
@@ -214,40 +211,75 @@ def _consume(fut: asyncio.Future[float]) -> None:
         fut.exception()
 
 
+@dataclass(frozen=True)
+class SourceTable:
+    """`{ ds18b20 = "28-..." }` or `{ dht22 = "iio:deviceN" }`: one source of a channel."""
+
+    ds18b20: str | None = setting(None, 'a DS18B20 w1 id, or "auto": the only one on the bus')
+    dht22: str | None = setting(None, "a DHT22's IIO device")
+
+
+SOURCE = doc('`{ ds18b20 = "28-..." }` or `{ dht22 = "iio:deviceN" }`', shown="none")
+
+
+@dataclass(frozen=True)
+class SysfsSettings:
+    """The settings of sysfs sources (backend onewire, and gpio thermostats and sensors)."""
+
+    sysfs_root: str = setting(DEFAULT_SYSFS_ROOT, "the sysfs mount; tests point it elsewhere")
+    read_timeout_s: float = setting(
+        READ_TIMEOUT_S,
+        "deadline of one read (a DS18B20 12-bit conversion takes 750 ms)",
+        min=0.01,
+        max=60.0,
+        unit="s",
+    )
+    ds18b20: str | None = setting(
+        None, 'shorthand for `temperature = { ds18b20 = "..." }`; "auto" picks the only DS18B20'
+    )
+    dht22: str | None = setting(
+        None, "shorthand: temperature (and humidity) from that IIO device, `iio:device0`"
+    )
+    temperature: SourceTable | None = field(default=None, metadata=SOURCE)
+    humidity: SourceTable | None = field(
+        default=None, metadata=doc('sensor Things: `{ dht22 = "iio:deviceN" }`', shown="none")
+    )
+
+
 def sources_from_settings(
-    s: SettingsReader, root: Path, channels: Sequence[str], read_timeout_s: float
+    st: SysfsSettings, thing: str, root: Path, channels: Sequence[str], fail: Fail
 ) -> dict[str, SysfsSource]:
-    """The sysfs sources of CHANNELS (a subset of temperature, humidity) named in S."""
+    """The sysfs sources of CHANNELS (a subset of temperature, humidity) named in ST."""
     out: dict[str, SysfsSource] = {}
-    for channel in channels:
-        t = s.table(channel)
+    for channel in ("temperature", "humidity"):
+        t: SourceTable | None = getattr(st, channel)
         if t is None:
             continue
-        kinds = [k for k in ("ds18b20", "dht22") if t.has(k)]
-        if len(kinds) != 1:
-            raise t.fail("ds18b20", 'name one source: { ds18b20 = "28-..." } or '
-                         '{ dht22 = "iio:device0" }')
-        kind: SourceKind = "ds18b20" if kinds[0] == "ds18b20" else "dht22"
-        if kind == "ds18b20" and channel != "temperature":
-            raise t.fail("ds18b20", "a DS18B20 measures temperature only")
-        device = t.get(kind, str)
+        if channel not in channels:
+            raise fail(channel, f"no {channel} channel here (channels: {', '.join(channels)})")
+        if (t.ds18b20 is None) == (t.dht22 is None):
+            raise fail(
+                f"{channel}.ds18b20",
+                'name one source: { ds18b20 = "28-..." } or { dht22 = "iio:device0" }',
+            )
+        if t.ds18b20 is not None and channel != "temperature":
+            raise fail(f"{channel}.ds18b20", "a DS18B20 measures temperature only")
+        kind: SourceKind = "ds18b20" if t.ds18b20 is not None else "dht22"
+        device = t.ds18b20 or t.dht22 or ""
         out[channel] = SysfsSource(
-            s.thing, t.key(kind), root, kind, device, channel, read_timeout_s
+            thing, f"{channel}.{kind}", root, kind, device, channel, st.read_timeout_s
         )
-        t.done()
-    if "temperature" in channels and s.has("ds18b20"):
+    if "temperature" in channels and st.ds18b20 is not None:
         if "temperature" in out:
-            raise s.fail("ds18b20", "give the temperature source once")
+            raise fail("ds18b20", "give the temperature source once")
         out["temperature"] = SysfsSource(
-            s.thing, "ds18b20", root, "ds18b20", s.get("ds18b20", str), "temperature",
-            read_timeout_s,
+            thing, "ds18b20", root, "ds18b20", st.ds18b20, "temperature", st.read_timeout_s
         )
-    if s.has("dht22"):
-        dev = s.get("dht22", str)
+    if st.dht22 is not None:
         for channel in ("temperature", "humidity"):
             if channel in channels and channel not in out:
                 out[channel] = SysfsSource(
-                    s.thing, "dht22", root, "dht22", dev, channel, read_timeout_s
+                    thing, "dht22", root, "dht22", st.dht22, channel, st.read_timeout_s
                 )
     return out
 
@@ -256,6 +288,7 @@ class OneWireDriver(Driver):
     """Temperature and humidity of a sensor Thing from DS18B20 / DHT22 sysfs files."""
 
     backend: ClassVar[str] = "onewire"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = {"sensor": SysfsSettings}
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -264,26 +297,20 @@ class OneWireDriver(Driver):
         if thing_type != "sensor":
             raise DriverConfigError(
                 f"thing {thing!r}: the onewire driver serves sensor Things (temperature, "
-                f"humidity), not {thing_type!r}; a thermostat uses driver \"gpio\" with its "
+                f'humidity), not {thing_type!r}; a thermostat uses driver "gpio" with its '
                 "heater relay and a ds18b20 temperature source"
             )
         unknown = sorted(set(inject) - {"sysfs_root"})
         if unknown:
             raise DriverConfigError(f"thing {thing!r}: onewire driver cannot inject {unknown}")
-        s = SettingsReader(thing, "onewire", self.settings)
-        root = inject.get("sysfs_root") or s.get("sysfs_root", str, DEFAULT_SYSFS_ROOT)
-        if s.has("sysfs_root"):
-            s.get("sysfs_root", str)
-        self.sysfs_root = Path(root)
-        timeout = s.number("read_timeout_s", READ_TIMEOUT_S, 0.01, 60.0)
+        st = self.read_settings(SysfsSettings)
+        self.sysfs_root = Path(inject.get("sysfs_root") or st.sysfs_root)
+        fail = driver_reader(thing, self.backend).fail
         self.sources = sources_from_settings(
-            s, self.sysfs_root, ("temperature", "humidity"), timeout
+            st, thing, self.sysfs_root, ("temperature", "humidity"), fail
         )
-        s.done()
         if not self.sources:
-            raise s.fail(
-                "ds18b20", 'name a source: ds18b20 = "28-..." or dht22 = "iio:device0"'
-            )
+            raise fail("ds18b20", 'name a source: ds18b20 = "28-..." or dht22 = "iio:device0"')
         self._running = False
 
     def channels(self) -> Sequence[str]:

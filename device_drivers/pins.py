@@ -26,7 +26,7 @@ def normalize_pin(spec: object, info: Any) -> str:
     from gpiozero.exc import PinInvalidPin
 
     if isinstance(spec, bool) or not isinstance(spec, (int, str)) or spec == "":
-        raise ValueError("a pin is a BCM number (17) or a name (\"GPIO17\", \"BOARD11\")")
+        raise ValueError('a pin is a BCM number (17) or a name ("GPIO17", "BOARD11")')
     try:
         name = info.to_gpio(spec)
     except PinInvalidPin as exc:

@@ -10,12 +10,8 @@ One `SimDriver` serves one Thing; `thing_type` picks the simulated device:
     switch:      one output.
     sensor:      temperature, humidity and contact values, sampled every `sample_s`.
 
-Settings (all optional, unknown names are refused):
-    lock:        bolt_travel_s 0.2, bolt_thrown False (bolt position at power-up), door_closed True
-    thermostat:  initial_c 18, outside_c 5, heat_rate_c_per_s 0.02, loss_rate_per_s 0.0005,
-                 time_scale 1, sample_s 0.5
-    switch:      safe_output (output at power-up, False if unset; forced by stop() only if set)
-    sensor:      temperature_c 21, humidity_pct 45, contact_closed True, sample_s 0.5
+Settings (all optional, unknown names are refused): the dataclasses SimLock, SimThermostat,
+SimSwitch and SimSensor below; their reference is docs/config.md.
 
 The public methods under "test hooks" inject faults and change the simulated world. They are for
 tests and demos only and must be called on the event loop thread.
@@ -27,10 +23,13 @@ import asyncio
 import math
 import time
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from device_drivers.base import Driver, Reading, Value
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.settings import setting
+from device_drivers.tasks import TaskOwner
 
 CHANNELS: Mapping[str, tuple[str, ...]] = {
     "lock": ("bolt", "bolt_sensor", "door"),
@@ -49,28 +48,45 @@ SAMPLED: Mapping[str, tuple[str, ...]] = {
     "thermostat": ("temperature",),
     "sensor": ("temperature", "humidity", "contact"),
 }
-# setting -> (type, default); the initial physical value of a channel is named in INITIAL
-SETTINGS: Mapping[str, Mapping[str, tuple[type, Any]]] = {
-    "lock": {
-        "bolt_travel_s": (float, 0.2),
-        "bolt_thrown": (bool, False),
-        "door_closed": (bool, True),
-    },
-    "thermostat": {
-        "initial_c": (float, 18.0),
-        "outside_c": (float, 5.0),
-        "heat_rate_c_per_s": (float, 0.02),
-        "loss_rate_per_s": (float, 0.0005),
-        "time_scale": (float, 1.0),
-        "sample_s": (float, 0.5),
-    },
-    "switch": {"safe_output": (bool, False)},
-    "sensor": {
-        "temperature_c": (float, 21.0),
-        "humidity_pct": (float, 45.0),
-        "contact_closed": (bool, True),
-        "sample_s": (float, 0.5),
-    },
+
+
+@dataclass(frozen=True)
+class SimLock:
+    bolt_travel_s: float = setting(0.2, "how long the bolt takes to move", min=0, unit="s")
+    bolt_thrown: bool = setting(False, "bolt position at power-up")
+    door_closed: bool = setting(True, "door contact at power-up")
+
+
+@dataclass(frozen=True)
+class SimThermostat:
+    initial_c: float = setting(18.0, "room temperature at start", unit="°C")
+    outside_c: float = setting(5.0, "outside temperature", unit="°C")
+    heat_rate_c_per_s: float = setting(0.02, "warming by the heater", min=0, unit="°C/s")
+    loss_rate_per_s: float = setting(
+        0.0005, "heat loss per degree above outside", min=0, unit="1/s"
+    )
+    time_scale: float = setting(1.0, "simulated time runs this many times faster", min=0)
+    sample_s: float = setting(0.5, "period of the pushed temperature samples", min=0, unit="s")
+
+
+@dataclass(frozen=True)
+class SimSwitch:
+    safe_output: bool = setting(False, "output at power-up; forced by stop() only if set")
+
+
+@dataclass(frozen=True)
+class SimSensor:
+    temperature_c: float = setting(21.0, "temperature", unit="°C")
+    humidity_pct: float = setting(45.0, "humidity", min=0, unit="%RH")
+    contact_closed: bool = setting(True, "contact state")
+    sample_s: float = setting(0.5, "period of the pushed samples", min=0, unit="s")
+
+
+SETTINGS: Mapping[str, type[Any]] = {
+    "lock": SimLock,
+    "thermostat": SimThermostat,
+    "switch": SimSwitch,
+    "sensor": SimSensor,
 }
 INITIAL: Mapping[str, Mapping[str, str]] = {
     "lock": {"bolt": "bolt_thrown", "bolt_sensor": "bolt_thrown", "door": "door_closed"},
@@ -82,8 +98,6 @@ INITIAL: Mapping[str, Mapping[str, str]] = {
         "contact": "contact_closed",
     },
 }
-# settings that may be negative (temperatures); every other number must be >= 0
-SIGNED = frozenset({"initial_c", "outside_c", "temperature_c"})
 MIN_SAMPLE_S = 0.001  # a zero sample period would spin the event loop
 
 
@@ -91,6 +105,7 @@ class SimDriver(Driver):
     """Simulated device for one Thing. No hardware; all state lives in this object."""
 
     backend: ClassVar[str] = "sim"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = SETTINGS
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -105,20 +120,7 @@ class SimDriver(Driver):
             raise DriverConfigError(
                 f"thing {thing!r}: sim driver takes no injected objects ({', '.join(inject)})"
             )
-        spec = SETTINGS[thing_type]
-        unknown = sorted(set(self.settings) - set(spec))
-        if unknown:
-            raise DriverConfigError(
-                f"thing {thing!r}: unknown sim {thing_type} setting(s) {', '.join(unknown)} "
-                f"(known: {', '.join(spec)})"
-            )
-        self.cfg: dict[str, Any] = {k: self.setting(k, kind, d) for k, (kind, d) in spec.items()}
-        for key, val in self.cfg.items():
-            if isinstance(val, float) and (
-                not math.isfinite(val) or (val < 0 and key not in SIGNED)
-            ):
-                rule = "finite" if key in SIGNED else "finite and >= 0"
-                raise DriverConfigError(f"thing {thing!r}: sim setting {key!r} must be {rule}")
+        self.cfg: dict[str, Any] = asdict(self.read_settings(SETTINGS[thing_type]))
         self._values: dict[str, Value] = {ch: False for ch in CHANNELS[thing_type]}
         for ch, key in INITIAL[thing_type].items():
             self._values[ch] = self.cfg[key]
@@ -128,7 +130,7 @@ class SimDriver(Driver):
         self._write_fault: str | None = None
         self._jammed = False
         self._running = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(f"sim {thing}")
         self._travel: asyncio.Task[None] | None = None
         self._model_at = time.monotonic()
         self.writes: list[tuple[str, Value]] = []  # every successful write, for tests
@@ -150,12 +152,7 @@ class SimDriver(Driver):
     async def stop(self) -> None:
         """Cancel the simulation tasks and put the outputs in their safe state."""
         self._running = False
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.close()
         if self.thing_type == "lock":
             self._values["bolt"] = True  # fail-secure: a de-energised bolt springs out
             if not self._jammed:
@@ -283,10 +280,7 @@ class SimDriver(Driver):
             raise DriverError(f"thing {self.thing!r}: sim driver is not running")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=f"sim-{self.thing}-{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name=f"sim-{self.thing}-{what}")
 
     def _push(self, channel: str) -> None:
         """Deliver the current state of CHANNEL to subscribers, as the real device would."""

@@ -1,8 +1,13 @@
 """Compose a running gateway from its config: identity, ACL, audit, drivers, Things, bindings.
 
 Start-up is all-or-nothing: if any Thing fails to start, the ones already started are put back in
-their safe state and stopped, and nothing listens. Shutdown puts every Thing in its safe state
-(locks locked, heaters off), saves the writable settings, flushes the audit log.
+their safe state and stopped, and nothing listens. Once it serves, the gateway announces itself
+(gateway/ops/presence.py: sd_notify READY and watchdog, mDNS, running.json, config watch).
+Shutdown puts every Thing in its safe state (locks locked, heaters off), saves the writable
+settings, flushes the audit log, and returns a `Stopped` report saying whether that all held.
+
+Every background task is owned by `Gateway.tasks` (gateway/tasks.py): one that dies is logged
+and recorded in the audit log ("task X died: ..."); the ACL watcher is restarted if it does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from device_drivers.backoff import Backoff
 from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.audit import AuditLog
@@ -32,11 +38,15 @@ from gateway.config import GatewayConfig
 from gateway.config.model import url_host
 from gateway.errors import StreembitError
 from gateway.identity import KeyPair
+from gateway.ops.presence import Presence
+from gateway.ops.sdnotify import Notifier
+from gateway.ops.sysaudit import ACL_POLL_S, AUDIT_RETRY_CAP_S, SystemAudit
 from gateway.ops.view import GatewayView
 from gateway.p2p import DhtNode
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
+from gateway.tasks import TaskOwner, describe
 from gateway.things import Thing, build_things
 from gateway.wot import build_directory_td, build_td, td_digest
 from gateway.wot.td import MqttForms
@@ -44,7 +54,32 @@ from gateway.wot.td import MqttForms
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "thing-settings.json"  # writable properties saved at shutdown, restored at start
-ACL_POLL_S = 1.0  # how soon an ACL installed by `acl apply` beside a running gateway takes effect
+__all__ = ["ACL_POLL_S", "SETTINGS_FILE", "Gateway", "Stopped", "state_path"]
+SAFE_SUMMARY = "locks locked, heaters off, state saved"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What `Gateway.stop()` achieved: a Thing is unsafe if its stop() failed or it is not
+    confirmed in its safe state afterwards (`Thing.safe_state_problem`: a lock that could not
+    confirm its bolt, a heater or switch output whose off write failed)."""
+
+    unsafe: tuple[str, ...] = ()  # "name: why"
+    settings_saved: bool = True
+
+    @property
+    def safe(self) -> bool:
+        return not self.unsafe
+
+    def summary(self) -> str:
+        if self.safe and self.settings_saved:
+            return f"stopped: {SAFE_SUMMARY}"
+        parts = []
+        if self.unsafe:
+            parts.append("NOT confirmed in their safe state: " + "; ".join(self.unsafe))
+        if not self.settings_saved:
+            parts.append("the settings were not saved")
+        return "stopped: " + ", ".join(parts)
 
 
 @dataclass
@@ -68,9 +103,17 @@ class Gateway:
     reset_requested: asyncio.Event = field(default_factory=asyncio.Event)  # the button was held
     reset_button: Any = None
     reset_pin_factory: Any = None  # gpiozero pin factory for the reset button (tests: MockFactory)
+    notifier: Notifier | None = None  # sd_notify; `create` takes it from $NOTIFY_SOCKET
+    tasks: TaskOwner = field(init=False)  # every background task of the gateway itself
+    presence: Presence = field(init=False)  # sd_notify, mDNS, running.json, config watch
+    system: SystemAudit = field(init=False)  # the gateway's own audit records
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
     _directory: dict[str, Any] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.system = SystemAudit(self.audit)
+        self.tasks = TaskOwner("gateway", self._task_died)
+        self.presence = Presence(self.notifier, self.tasks)
 
     @property
     def id(self) -> str:
@@ -83,6 +126,7 @@ class Gateway:
         *,
         create_key: bool = False,
         inject: dict[str, dict[str, Any]] | None = None,  # thing -> objects for its driver
+        sd_notify: bool = True,  # tell systemd READY/WATCHDOG/STOPPING when $NOTIFY_SOCKET is set
     ) -> Gateway:
         state = StateDir(config.state_dir)
         identity = state.load_identity(create=create_key)
@@ -102,7 +146,10 @@ class Gateway:
         processor = RequestProcessor(things, acl, audit)
         verifier = TokenVerifier(identity.id, acl.key_for)
         acl.on_change.append(lambda *_: verifier.invalidate())
-        gw = cls(config, state, identity, acl, audit, things, processor, verifier)
+        notifier = Notifier.from_env() if sd_notify else None
+        gw = cls(
+            config, state, identity, acl, audit, things, processor, verifier, notifier=notifier
+        )
         gw.companion = companion
         return gw
 
@@ -115,7 +162,7 @@ class Gateway:
     async def start(self) -> None:
         started: list[Thing] = []
         for thing in self.things.values():  # driver and safety faults -> audit log (system)
-            thing.bus.listeners.append(self._fault_auditor(thing.name))
+            thing.bus.listeners.append(self.system.fault_listener(thing.name))
         try:
             for thing in self.things.values():
                 await thing.start()
@@ -126,17 +173,26 @@ class Gateway:
             if self.config.p2p.enabled:
                 await self._start_p2p()
             self._start_reset_button()
+            self.tasks.keep_running(
+                lambda: self.system.watch_acl(self.acl),
+                name="acl-watch",
+                backoff=Backoff(cap_s=AUDIT_RETRY_CAP_S),
+            )
+            await self.presence.start(self)
         except BaseException:
+            self._close_reset_button()
+            await self.tasks.close()
+            await self.presence.stop()
             await self._stop_network()
             for thing in reversed(started):
                 await thing.stop()
+            if self.runner is not None:
+                with contextlib.suppress(Exception):
+                    await self.runner.cleanup()
             self.audit.close()
             self.state.unlock()
             raise
-        self._spawn(self._watch_acl(), "acl-watch")
-        self.audit.append_nowait(
-            self._system_record("start", f"gateway started, {len(self.things)} things")
-        )
+        self.system.record("start", f"gateway started, {len(self.things)} things")
 
     def _start_reset_button(self) -> None:
         """A long press of the configured GPIO button: factory reset (physical presence).
@@ -166,46 +222,14 @@ class Gateway:
             pin_factory=self.reset_pin_factory,
         )
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _close_reset_button(self) -> None:
+        if self.reset_button is not None:
+            self.reset_button.close()
+            self.reset_button = None
 
-    def _fault_auditor(self, thing: str) -> Any:
-        """A bus listener recording each fault a Thing reports, and its clearing, as a system
-        audit record (faults at start-up and shutdown included)."""
-        from gateway.audit import AuditRecord
-
-        active = False
-
-        def on_publish(note: Any) -> None:
-            nonlocal active
-            if note.kind != "property" or note.name != "fault":
-                return
-            if note.data is None and not active:
-                return  # "no fault" at start-up is not news
-            active = note.data is not None
-            rec = AuditRecord(
-                ts=time.time(), subject="system", binding="local", op="fault", thing=thing,
-                affordance="fault", allowed=True, rule="system",
-                reason="fault" if active else "cleared", detail=str(note.data or "cleared"),
-            )
-            try:
-                self.audit.append_nowait(rec)
-            except StreembitError as exc:  # closed or overloaded: never break the Thing
-                log.warning("fault of %s not audited: %s", thing, exc)
-
-        return on_publish
-
-    async def _watch_acl(self) -> None:
-        """Poll acl.jws so `streembit-gateway acl apply` also reaches a running gateway."""
-        while True:
-            await asyncio.sleep(ACL_POLL_S)
-            acl = self.acl.reload_if_changed()
-            if acl is not None:
-                self.audit.append_nowait(
-                    self._system_record("aclreload", f"ACL version {acl.version} picked up")
-                )
+    def _task_died(self, name: str, exc: BaseException) -> None:
+        """TaskOwner's report: a task of the gateway ended with an exception."""
+        self.system.record("taskdied", f"task {name} died: {describe(exc)}")
 
     async def _start_http(self) -> None:
         cfg = self.config.http
@@ -319,47 +343,42 @@ class Gateway:
                 await self.dht.stop()
             self.dht = None
 
-    async def stop(self) -> None:
-        """Safe state first, then settings, then the listeners, then the audit log. Never raises."""
-        if self.reset_button is not None:
-            self.reset_button.close()
-            self.reset_button = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def stop(self) -> Stopped:
+        """Safe state first, then settings, then the listeners, then the audit log. Never raises
+        (but a cancellation of the caller propagates). Returns what was achieved."""
+        self.presence.stopping()  # STOPPING=1: the shutdown begins, nothing is safe yet
+        self._close_reset_button()
+        await self.tasks.close()
+        await self.presence.stop()  # mDNS goodbye: consumers stop finding a stopping gateway
         await self._stop_network()  # no new peer requests; running ones finish first
+        unsafe: list[str] = []
         for thing in self.things.values():
             try:
                 await thing.stop()
-            except Exception:  # stop() must not raise, but a broken one must not stop the rest
+            except Exception as exc:  # stop() never raises; a broken one must not stop the rest
                 log.exception("thing %s failed to stop cleanly", thing.name)
-        with contextlib.suppress(Exception):
+                unsafe.append(f"{thing.name}: stop failed: {describe(exc)}")
+                continue
+            problem = thing.safe_state_problem()
+            if problem is not None:
+                unsafe.append(f"{thing.name}: {problem}")
+        saved = True
+        try:
             await self._save_settings()
+        except Exception as exc:
+            log.error("settings not saved: %s", describe(exc))
+            saved = False
         if self.runner is not None:
             with contextlib.suppress(Exception):
                 await self.runner.cleanup()
-        with contextlib.suppress(Exception):
-            self.audit.append_nowait(self._system_record("stop", "gateway stopped; safe state"))
+        report = Stopped(tuple(unsafe), saved)
+        self.presence.stopped(report.summary())
+        self.system.record(
+            "stop", "gateway stopped; safe state" if report.safe else report.summary()
+        )
         self.audit.close()
         self.state.unlock()
-
-    def _system_record(self, op: str, detail: str) -> Any:
-        from gateway.audit import AuditRecord
-
-        return AuditRecord(
-            ts=time.time(),
-            subject="system",
-            binding="local",
-            op=op,
-            thing="",
-            affordance="",
-            allowed=True,
-            rule="system",
-            reason="ok",
-            detail=detail,
-            request_id="",
-        )
+        return report
 
     async def _save_settings(self) -> None:
         saved: dict[str, dict[str, Any]] = {}
@@ -409,6 +428,8 @@ class Gateway:
             info["dht"] = f"{url_host(host)}:{self.dht.port}"  # what others bootstrap through
         if self.p2p is not None:
             info["ws"] = self.contact_addrs[0] if self.contact_addrs else self.p2p.url
+        if self.presence.mdns is not None:
+            info["mdns"] = self.presence.mdns.interfaces
         return info
 
 

@@ -1,8 +1,13 @@
-"""One exception root (`StreembitError`) with a subclass per gateway layer."""
+"""One exception root (`StreembitError`) with a subclass per gateway layer.
+
+Every error carries a stable `code` of the registry (gateway/codes.py), which gives it its HTTP
+status and exit code; `render(exc)` there turns an error into what a front end shows.
+"""
 
 from __future__ import annotations
 
 from device_drivers.errors import DriverConfigError, DriverError, StreembitError
+from gateway.codes import Code
 
 __all__ = [
     "AclError",
@@ -26,7 +31,7 @@ __all__ = [
 class ConfigError(StreembitError):
     """A configuration file is malformed. Names the file, the key and what was expected."""
 
-    code = "config"
+    code: str = Code.CONFIG
 
     def __init__(self, file: str, key: str, expected: str) -> None:
         self.file = file
@@ -38,7 +43,7 @@ class ConfigError(StreembitError):
 class IdentityError(StreembitError):
     """A key file is missing, unreadable, of the wrong type or with unsafe permissions."""
 
-    code = "identity"
+    code: str = Code.IDENTITY
 
 
 class MessageError(StreembitError):
@@ -48,58 +53,58 @@ class MessageError(StreembitError):
     not_yet_valid, replayed, too_large, missing_claim, bad_key, unknown_issuer.
     """
 
-    code = "bad_message"
+    code: str = Code.BAD_MESSAGE
 
 
 class AuthError(MessageError):
     """A bearer token was refused (HTTP 401)."""
 
-    code = "unauthenticated"
+    code: str = Code.UNAUTHENTICATED
 
 
 class AclError(StreembitError):
     """An ACL document was refused (unsigned, foreign-signed, rolled back, malformed)."""
 
-    code = "acl_invalid"
+    code: str = Code.ACL_INVALID
 
 
 class AuditError(StreembitError):
     """The audit log could not be written or read."""
 
-    code = "audit"
+    code: str = Code.AUDIT
 
 
 class ThingError(StreembitError):
     """A Thing refused an operation (unknown affordance, value out of bounds, fault)."""
 
-    code = "thing"
+    code: str = Code.THING
 
 
 class RequestError(StreembitError):
     """A request is malformed (bad JSON, wrong type, oversized) before it reaches a Thing."""
 
-    code = "bad_request"
+    code: str = Code.BAD_REQUEST
 
 
 class WotError(StreembitError):
     """A Thing Description is invalid."""
 
-    code = "td_invalid"
+    code: str = Code.TD_INVALID
 
 
 class BindingError(StreembitError):
     """A transport binding (HTTP, MQTT, P2P) failed."""
 
-    code = "binding"
+    code: str = Code.BINDING
 
 
 class P2PError(StreembitError):
     """The DHT or the peer transport failed, or a DHT record was refused."""
 
-    code = "p2p"
+    code: str = Code.P2P
 
 
 class ProvisioningError(StreembitError):
     """Provisioning refused (already owned, bad owner key, bad payload)."""
 
-    code = "provisioning"
+    code: str = Code.PROVISIONING

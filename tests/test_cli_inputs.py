@@ -46,7 +46,7 @@ def config(tmp_path: Path, gateway: str = "", http: str = "", p2p: str = "") -> 
     path.write_text(
         f'[gateway]\nstate_dir = "{tmp_path / "gw"}"\n{gateway}\n'
         f"[gateway.http]\nport = 0\n{http}\n"
-        f"[gateway.p2p]\nws_port = 0\ndht_port = 0\n{p2p}\n"
+        f"[gateway.p2p]\nenabled = true\nws_port = 0\ndht_port = 0\n{p2p}\n"
         '[[things]]\nname = "porch"\ntype = "switch"\ndriver = "sim"\n'
     )
     return path

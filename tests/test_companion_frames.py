@@ -177,7 +177,7 @@ async def test_driver_maps_channels_and_refuses_bad_settings(hub: CompanionHub) 
     assert isinstance(got[-1], Reading)
     await drv.stop()
     for settings, msg in (
-        ({}, "'device' is required"),
+        ({}, "'device': required"),
         ({"device": "kitchen", "pins": 3}, "unknown companion setting"),
         ({"device": "kitchen", "channels": {"bolt": "x"}}, "no channel"),
         ({"device": "nope"}, "not paired"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import LockSafety, ThermostatSafety, load_config
+from gateway.config import LockSafety, P2pConfig, ThermostatSafety, load_config
 from gateway.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,4 +126,75 @@ def test_reset_button_settings(tmp_path: Path) -> None:
     assert load_config(f).reset_button.pin == 27
     f.write_text("[gateway.reset_button]\npin = 27\nhold_s = 0.1\n")
     with pytest.raises(ConfigError, match=r"gateway\.reset_button\.hold_s"):
+        load_config(f)
+
+
+def test_an_empty_p2p_table_means_the_defaults(tmp_path: Path) -> None:
+    """P2P is off unless `enabled = true`, with or without a [gateway.p2p] table."""
+    f = tmp_path / "gw.toml"
+    f.write_text("[gateway.p2p]\n")
+    assert load_config(f).p2p == P2pConfig() and not P2pConfig().enabled
+    f.write_text("[gateway.p2p]\nws_port = 0\n")
+    assert load_config(f).p2p.enabled is False
+    f.write_text("[gateway.p2p]\nenabled = true\n")
+    assert load_config(f).p2p.enabled is True
+
+
+def test_p2p_rate_limit_is_settable(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text("[gateway.p2p]\nrate_per_s = 5\nburst = 8\nrecord_ttl_s = 600\n")
+    p2p = load_config(f).p2p
+    assert (p2p.rate_per_s, p2p.burst, p2p.record_ttl_s) == (5.0, 8, 600)
+    assert isinstance(p2p.rate_per_s, float)
+    for text, key, expected in (
+        ("rate_per_s = 0", "rate_per_s", "a number > 0"),
+        ("burst = 0", "burst", "an integer from 1 to"),
+        ("record_ttl_s = 60", "record_ttl_s", "an integer from 120 to 604800"),
+    ):
+        f.write_text(f"[gateway.p2p]\n{text}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(f)
+        assert err.value.key == f"gateway.p2p.{key}" and expected in err.value.expected
+
+
+def test_signed_settings_come_from_the_model_not_the_name(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    thermostat = '[[things]]\nname = "t"\ntype = "thermostat"\n[things.safety]\n'
+    f.write_text(thermostat + "frost_protection_c = -2\nsensor_min_c = -55\n")
+    safety = load_config(f).things[0].safety
+    assert isinstance(safety, ThermostatSafety) and safety.sensor_min_c == -55.0
+    f.write_text(thermostat + "min_setpoint_c = -1\n")
+    with pytest.raises(ConfigError, match=r"min_setpoint_c: a number >= 0"):
+        load_config(f)
+    f.write_text(thermostat + "control_interval_s = 0\n")
+    with pytest.raises(ConfigError, match=r"control_interval_s: a number > 0"):
+        load_config(f)
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "expected"),
+    [
+        ("bolt_speed = 1", "bolt_speed", "no such setting"),
+        ('bolt_travel_s = "fast"', "bolt_travel_s", "a number"),
+        ("bolt_travel_s = -1", "bolt_travel_s", "a number >= 0"),
+    ],
+)
+def test_driver_settings_are_checked_at_load(
+    tmp_path: Path, settings: str, key: str, expected: str
+) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text(f'[[things]]\nname = "d"\ntype = "lock"\n[things.driver_settings]\n{settings}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert err.value.key == f"things[0].driver_settings.{key}"
+    assert expected in err.value.expected and str(f) in str(err.value)
+
+
+def test_nested_driver_tables_are_checked_at_load(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text(
+        '[[things]]\nname = "d"\ntype = "switch"\ndriver = "gpio"\n'
+        "[things.driver_settings]\noutput = { pin = 17, pullup = true }\n"
+    )
+    with pytest.raises(ConfigError, match=r"things\[0\]\.driver_settings\.output\.pullup"):
         load_config(f)

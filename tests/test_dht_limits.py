@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from kademlia.node import Node
 
 from gateway.identity import generate_keypair
 from gateway.p2p import DhtNode, DhtSettings, dht_key_digest, make_contact_record
 from gateway.p2p.crawl import lookup
+from gateway.p2p.node import Node
 from gateway.p2p.records import RecordCache
 from gateway.p2p.sources import source_key
 from gateway.p2p.storage import LOCAL_SOURCE, RecordStorage

@@ -71,13 +71,6 @@ def thing(driver: str, **settings: object) -> ThingConfig:
     )
 
 
-def test_mqtt_connect_packet() -> None:
-    pkt = doctor.mqtt_connect_packet("c", "u", "p")
-    assert pkt[0] == 0x10 and pkt[1] == len(pkt) - 2
-    assert pkt[2:10] == b"\x00\x04MQTT\x04\xc2"  # 3.1.1, user + password + clean session
-    assert pkt.endswith(b"\x00\x01c\x00\x01u\x00\x01p")
-
-
 def test_broker_check_against_a_real_mosquitto(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,17 +78,31 @@ def test_broker_check_against_a_real_mosquitto(
         monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", port))
         (c,) = doctor.check_broker(None, tmp_path)
         assert c.status == "ok" and "refuses anonymous clients" in c.detail
-        assert doctor.mqtt_probe("127.0.0.1", port, "nobody", "wrong") in (4, 5)
+        refused = doctor.mqtt_probe("127.0.0.1", port, "nobody", "wrong")
+        assert refused.is_failure and refused.value in doctor.LOGIN_REFUSED, refused
     with mosquitto(tmp_path, anonymous=True) as port:
         monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", port))
         (c,) = doctor.check_broker(None, tmp_path)
         assert c.status == "warn" and "allow_anonymous false" in c.fix
+        assert not doctor.mqtt_probe("127.0.0.1", port).is_failure
     monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", free_port()))
     (c,) = doctor.check_broker(None, tmp_path)
     assert c.status == "warn" and "apt-get install mosquitto" in c.fix
     needed = cfg_with(thing("companion", broker=f"mqtt://127.0.0.1:{free_port()}"))
     (c,) = doctor.check_broker(needed, tmp_path)
     assert c.status == "fail"  # a companion Thing needs it
+
+
+def test_broker_probe_of_a_silent_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something listens but never answers CONNECT: a named timeout, no hang."""
+    monkeypatch.setattr(doctor, "CONNECT_TIMEOUT_S", 0.3)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no CONNACK within 0\.3 s"):
+            doctor.mqtt_probe("127.0.0.1", srv.getsockname()[1])
+        assert time.monotonic() - t0 < 2
 
 
 def test_serial_and_gpio_checks(tmp_path: Path) -> None:

@@ -186,6 +186,21 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "--purge goes with --uninstall" in bad.stderr
 
 
+def test_dry_run_with_optional_parts(tmp_path: Path) -> None:
+    out = run(INSTALL, "--dry-run", "--root", tmp_path, "--with", "qr-images",
+              "--with=flash,qr-images").stdout  # fmt: skip
+    assert "with the optional parts: qr-images flash" in out
+    pip = next(line for line in out.splitlines() if "-m pip install" in line and "--upgrade pip"
+               not in line)  # fmt: skip
+    assert pip.endswith(f"--upgrade {REPO}\\[qr-images\\,flash\\]"), pip  # printf %q quoting
+    assert list(tmp_path.iterdir()) == []
+    for bad, said in (("qr", "--with qr: unknown extra (known: qr-images flash td-validation)"),
+                      ("", "--with needs an extra")):  # fmt: skip
+        refused = run(INSTALL, "--dry-run", "--root", tmp_path, "--with", bad, ok=False)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    assert "--with EXTRA[,EXTRA]" in run(INSTALL, "--help").stdout
+
+
 # --------------------------------------------------------------------------- real install
 def _pip_env() -> dict[str, str]:
     # the test does not need bytecode in the throwaway venv (the real install compiles it)
@@ -260,13 +275,20 @@ def test_install_upgrade_uninstall_into_a_throwaway_root(tmp_path: Path) -> None
     kept = {p: sha(p) for p in (cfg, key, state / "owner.pub", state / "acl.jws")}
     records = len(AuditLog.open(state / "audit.sqlite3").query(limit=1000))
 
-    # --- run it again: an upgrade in place
+    # --- run it again: an upgrade in place, with an optional part (pyproject.toml's extras)
+    venv_python = root / "opt/streembit-gateway/venv/bin/python"
+    assert run(venv_python, "-c", "import jsonschema", ok=False).returncode != 0  # not core
     t0 = time.monotonic()
     second = run(
-        INSTALL, "--root", root, "--lan-ip", "192.168.1.20", env=env, timeout=INSTALL_TIMEOUT_S
-    ).stdout
+        INSTALL, "--root", root, "--lan-ip", "192.168.1.20", "--with", "td-validation",
+        env=env, timeout=INSTALL_TIMEOUT_S,
+    ).stdout  # fmt: skip
     upgrade_s = time.monotonic() - t0
     assert "upgrading streembit-gateway in place" in second
+    assert "extras=td-validation" in (root / "opt/streembit-gateway/INSTALLED").read_text()
+    run(venv_python, "-c", "from gateway.wot import validate_td")
+    again = run(INSTALL, "--dry-run", "--root", root).stdout  # an upgrade keeps the extras
+    assert "with the optional parts: td-validation" in again
     assert "keeping /etc/streembit-gateway/gateway.toml" in second
     assert "(migrated from 1)" in second
     for path, digest in kept.items():

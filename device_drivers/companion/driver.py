@@ -1,13 +1,9 @@
 """Backend "companion": a Thing whose channels live on an ESP32 running the MicroPython companion.
 
-Settings (`[things.driver_settings]`):
-    device    the paired board's name (required; `streembit-gateway companion pair`)
-    channels  table: Thing channel -> board channel (default: the same names), e.g. for a
-              switch `{output = "relay"}`, for a sensor `{temperature = "temp"}`
-    broker    "mqtts://HOST:PORT" (or mqtt://, or HOST:PORT): the broker the board uses; the
-              gateway connects there with its own broker account (one connection for every
-              companion Thing on that broker)
-    serial    a serial port (e.g. "/dev/ttyUSB0") instead of a broker: the board's USB link
+Settings (`[things.driver_settings]`): `CompanionSettings` below (reference: docs/config.md):
+the paired board's `device`, a `channels` map (Thing channel -> board channel), and the link,
+a `broker` (the gateway connects there with its own broker account, one connection for every
+companion Thing on that broker) or a `serial` port.
 
 Injected by the gateway (`gateway.companion.hubs`): `hub`, the CompanionHub that holds the
 per-device keys and the broker connection. A test may inject its own hub.
@@ -22,11 +18,13 @@ their safe state by itself when the link is lost.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from device_drivers.base import Claim, Driver, Reading, Value
 from device_drivers.companion.hub import CompanionHub, DeviceLink
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.settings import doc, setting
 
 CHANNELS: Mapping[str, tuple[str, ...]] = {
     "lock": ("bolt", "bolt_sensor", "door"),
@@ -40,11 +38,34 @@ WRITABLE: Mapping[str, tuple[str, ...]] = {
     "switch": ("output",),
     "sensor": (),
 }
-KNOWN_SETTINGS = frozenset({"device", "channels", "broker", "serial"})
+
+
+@dataclass(frozen=True)
+class CompanionSettings:
+    device: str = field(
+        metadata=doc("the paired board's name (`streembit-gateway companion pair`)")
+    )
+    channels: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=doc(
+            'Thing channel -> board channel, e.g. `{output = "relay"}` for a switch',
+            shown="the same names",
+        ),
+    )
+    broker: str | None = setting(
+        None,
+        '`"mqtts://HOST:PORT"` (or `mqtt://`, or `HOST:PORT`): the broker the board uses; '
+        "one gateway connection per broker",
+        shown="`[gateway.mqtt] broker`",
+    )
+    serial: str | None = setting(
+        None, 'a serial port (e.g. `"/dev/ttyUSB0"`) instead of a broker: the USB link'
+    )
 
 
 class CompanionDriver(Driver):
     backend: ClassVar[str] = "companion"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = {"*": CompanionSettings}
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -52,21 +73,10 @@ class CompanionDriver(Driver):
         super().__init__(thing, thing_type, settings, **inject)
         if thing_type not in CHANNELS:
             raise DriverConfigError(f"thing {thing!r}: companion has no {thing_type!r} Things")
-        unknown = sorted(set(self.settings) - KNOWN_SETTINGS)
-        if unknown:
-            raise DriverConfigError(
-                f"thing {thing!r}: unknown companion setting(s) {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(KNOWN_SETTINGS))})"
-            )
-        self.device: str = self.setting("device", str)
-        mapping = self.settings.get("channels", {})
-        if not isinstance(mapping, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in mapping.items()
-        ):
-            raise DriverConfigError(
-                f"thing {thing!r}: companion setting 'channels' must map channel names to "
-                "board channel names"
-            )
+        st = self.read_settings(CompanionSettings)
+        self.device = st.device
+        self.serial = st.serial
+        mapping = st.channels
         extra = sorted(set(mapping) - set(CHANNELS[thing_type]))
         if extra:
             raise DriverConfigError(
@@ -92,9 +102,8 @@ class CompanionDriver(Driver):
 
     def claims(self) -> Sequence[Claim]:
         """A board on a serial port owns the port; Things of the same board share it."""
-        serial = self.settings.get("serial")
-        if isinstance(serial, str):
-            return (Claim(f"serial:{serial}", "serial", share=f"companion:{self.device}"),)
+        if self.serial is not None:
+            return (Claim(f"serial:{self.serial}", "serial", share=f"companion:{self.device}"),)
         return ()
 
     async def start(self) -> None:

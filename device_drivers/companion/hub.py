@@ -37,6 +37,7 @@ from typing import Any
 from device_drivers.base import Reading, Value
 from device_drivers.companion.mqtt import MqttConnection
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.tasks import TaskOwner, describe
 from micropython_client import frames
 from micropython_client.counter import Counter
 from micropython_client.link import LineSplitter, encode_line
@@ -62,12 +63,6 @@ class Timing:
     retransmit_s: float = 1.0
     max_frames_per_s: float = 20.0  # per device, token bucket...
     burst: int = 40  # ...with this burst
-
-
-def _clean(exc: BaseException) -> str:
-    """An exception as one short printable line (it may quote a board's bytes)."""
-    text = f"{type(exc).__name__}: {exc}"[:120]
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def topic_root(gateway_id: str) -> str:
@@ -207,7 +202,7 @@ class DeviceLink:
             self._receive(frame)
         except Exception as exc:  # a bug reachable from a board's bytes: count it, keep going
             self._refuse("internal")
-            log.error("companion %s: frame handling failed: %s", self.device, _clean(exc))
+            log.error("companion %s: frame handling failed: %s", self.device, describe(exc))
 
     def _receive(self, frame: bytes) -> None:
         now = time.monotonic()
@@ -417,7 +412,7 @@ class CompanionHub:
         self.ids = itertools.count(int.from_bytes(secrets.token_bytes(3), "big") + 1)
         self._users = 0
         self._lock = asyncio.Lock()
-        self._ticker: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("companion hub")  # the ticker: restarted if it dies
         self.unknown_devices = 0
 
     def device(self, name: str) -> DeviceLink:
@@ -458,17 +453,14 @@ class CompanionHub:
                     transport.open()
                 except OSError as exc:
                     log.warning("companion %s: %s: %s", transport.link.device, transport.path, exc)
-            self._ticker = asyncio.create_task(self._tick(), name="companion-hub")
+            self._tasks.keep_running(self._tick, name="companion-hub")
 
     async def stop(self) -> None:
         async with self._lock:
             self._users = max(0, self._users - 1)
             if self._users:
                 return
-            if self._ticker is not None:
-                self._ticker.cancel()
-                await asyncio.gather(self._ticker, return_exceptions=True)
-                self._ticker = None
+            await self._tasks.close()
             for transport in self.serial.values():
                 transport.close()
             if self.connection is not None:

@@ -60,6 +60,10 @@ def parse_broker(text: str) -> tuple[str, int, bool]:
     return host.strip("[]"), int(port), tls
 
 
+def _write_in_loop(client: paho.Client, userdata: object, sock: object) -> None:
+    """paho's on_socket_register_write: `loop()` sends what is queued (see MqttConnection)."""
+
+
 class MqttConnection:
     """A paho client run by a thread of its own; see the module docstring."""
 
@@ -96,6 +100,12 @@ class MqttConnection:
             self.client.tls_set_context(ctx)
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=will[2])
+        # Every socket write happens on this connection's thread. With a socket-write callback
+        # registered (paho's hook for an external event loop), publish() and subscribe() from
+        # another thread only queue the packet and wake `loop()`, which writes it; without it
+        # they write from the caller's thread, and two threads writing one TLS socket corrupt
+        # the stream ("bad record mac"). The loop polls for writability itself: nothing to do.
+        self.client.on_socket_register_write = _write_in_loop
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -153,11 +163,6 @@ class MqttConnection:
     def _run(self) -> None:
         c = self.client
         s = self.settings
-        # As under paho's own loop_start(): with its `_thread` set, publish() from another
-        # thread only queues the packet and wakes this loop, which does every socket write.
-        # Otherwise publish() writes from the caller's thread, and two threads writing one TLS
-        # socket corrupt the stream ("bad record mac").
-        c._thread = threading.current_thread()
         while not self._stop.is_set():
             try:
                 c.connect(s.host, s.port, keepalive=s.keepalive_s)

@@ -19,12 +19,10 @@ pushed, and the link retries with capped, jittered backoff (`device_drivers.back
 port is back. The Things fail safe on the pushed fault; the board side of the line protocol puts
 its outputs in their safe state on its own after `watchdog` silence (see the protocol doc).
 
-Settings: port (required; prefer /dev/serial/by-id/...), protocol ("line"), baudrate (line
-115200, modbus 9600), parity ("N", "E", "O"; modbus), stopbits (1, 2), timeout_s (line 0.5,
-modbus 0.3: the reply deadline of one command), retries (modbus 2: repeats after a timeout or a
-CRC error), keepalive_s (line 1.0: PING period; the board's watchdog expects one), names (line:
-{ channel = "board name" }), unit (modbus 1: the XY-MD02's address), relay_unit (modbus 2),
-relay_coil (modbus 0), reconnect_initial_s (0.2), reconnect_cap_s (10).
+Settings: `driver.SerialSettings` (reference with defaults and ranges: docs/config.md): port
+(required; prefer /dev/serial/by-id/...), protocol, line settings, the reply deadline, the
+reconnect delays; for line boards keepalive_s and names ({ channel = "board name" }); for Modbus
+device, unit, relay_unit, relay_coil and retries (a setting of the other protocol is refused).
 Injected: `link_pool=` a LinkPool (tests; default: one pool per event loop).
 
 Nothing blocks the event loop: the port is opened in a worker thread and read and written by

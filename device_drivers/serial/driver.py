@@ -1,12 +1,14 @@
 """SerialDriver: one Thing's channels on a line-protocol board or a Modbus RTU bus.
 
-Its settings, their defaults and their meaning: the package docstring (`device_drivers.serial`).
+Its settings: `SerialSettings` below (reference: docs/config.md; the package docstring,
+`device_drivers.serial`, says what they are for).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from device_drivers.backoff import Backoff
@@ -18,7 +20,7 @@ from device_drivers.serial.link import SerialLink, port_key, port_present
 from device_drivers.serial.modbus import MODBUS_BAUD, MODBUS_DEVICES
 from device_drivers.serial.modbus_link import ModbusLink
 from device_drivers.serial.pool import LinkPool, loop_pool
-from device_drivers.settings import SettingsReader
+from device_drivers.settings import doc, driver_reader, setting
 
 CHANNELS: Mapping[str, tuple[str, ...]] = {
     "lock": ("bolt", "bolt_sensor", "door"),
@@ -36,6 +38,63 @@ LINE_BAUD = 115200
 LINE_TIMEOUT_S = 0.5  # a board answers in well under 10 ms; 0.5 s covers a busy sketch
 MODBUS_TIMEOUT_S = 0.3  # the XY-MD02 answers within ~50 ms at 9600 baud
 KEEPALIVE_S = 1.0
+BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
+LINE_ONLY = ("keepalive_s", "names")
+MODBUS_ONLY = ("device", "unit", "relay_unit", "relay_coil", "retries")
+
+
+def _board_name(name: str) -> str | None:
+    ok = name.isprintable() and " " not in name and "*" not in name
+    return None if ok else "a board name without spaces or '*'"
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    port: str = field(metadata=doc("the serial port; prefer a stable `/dev/serial/by-id/...`"))
+    protocol: str = setting(
+        "line",
+        "`line`: docs/serial-line-protocol.md; `modbus`: Modbus RTU",
+        choices=("line", "modbus"),
+    )
+    baudrate: int | None = setting(
+        None,
+        "line speed",
+        choices=BAUDRATES,
+        expect="a standard rate (9600, 19200, ..., 115200)",
+        shown=f"{LINE_BAUD} (line), {MODBUS_BAUD} (modbus)",
+    )
+    parity: str = setting("N", "parity", choices=("N", "E", "O"))
+    stopbits: int = setting(1, "stop bits", choices=(1, 2), expect="1 or 2")
+    timeout_s: float | None = setting(
+        None,
+        "reply deadline of one command",
+        min=0.01,
+        max=30.0,
+        unit="s",
+        shown=f"{LINE_TIMEOUT_S} (line), {MODBUS_TIMEOUT_S} (modbus)",
+    )
+    reconnect_initial_s: float = setting(
+        0.2, "first reconnect delay", min=0.001, max=60.0, unit="s"
+    )
+    reconnect_cap_s: float = setting(
+        10.0, "longest reconnect delay, >= reconnect_initial_s", min=0.001, max=3600.0, unit="s"
+    )
+    keepalive_s: float = setting(
+        KEEPALIVE_S,
+        "line: PING period (the board's watchdog expects one)",
+        min=0,
+        max=3600.0,
+        unit="s",
+    )
+    names: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=doc('line: `{ channel = "board name" }`', shown="the channel names", check=None),
+    )
+    device: str = setting("xy-md02", "modbus: the sensor model", choices=tuple(MODBUS_DEVICES))
+    unit: int = setting(1, "modbus: the sensor's address", min=1, max=247)
+    relay_unit: int = setting(2, "modbus: the relay module's address", min=1, max=247)
+    relay_coil: int = setting(0, "modbus: the relay's coil", min=0, max=0xFFFF)
+    retries: int = setting(2, "modbus: repeats after a timeout or a CRC error", min=0, max=10)
 
 
 def _line(link: SerialLink) -> LineLink:
@@ -48,6 +107,7 @@ class SerialDriver(Driver):
     """One Thing's channels on a serial board or Modbus bus (see the module docstring)."""
 
     backend: ClassVar[str] = "serial"
+    settings_model: ClassVar[Mapping[str, type[Any]]] = {"*": SerialSettings}
 
     def __init__(
         self, thing: str, thing_type: str, settings: Mapping[str, Any], **inject: Any
@@ -59,58 +119,42 @@ class SerialDriver(Driver):
         if unknown:
             raise DriverConfigError(f"thing {thing!r}: serial driver cannot inject {unknown}")
         self._pool: LinkPool | None = inject.get("link_pool")
-        s = SettingsReader(thing, "serial", self.settings)
-        self.port: str = s.get("port", str)
-        self.protocol = s.choice("protocol", ("line", "modbus"), "line")
+        st = self.read_settings(SerialSettings)
+        fail = driver_reader(thing, self.backend).fail
+        self.port = st.port
+        self.protocol = st.protocol
         modbus = self.protocol == "modbus"
-        baud = s.get("baudrate", int, MODBUS_BAUD if modbus else LINE_BAUD)
-        if baud not in (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400):
-            raise s.fail("baudrate", "a standard rate (9600, 19200, ..., 115200)")
-        parity = s.choice("parity", ("N", "E", "O"), "N")
-        stopbits = s.get("stopbits", int, 1)
-        if stopbits not in (1, 2):
-            raise s.fail("stopbits", "1 or 2")
+        for key in LINE_ONLY if modbus else MODBUS_ONLY:
+            if key in self.settings:
+                other = "line" if modbus else "modbus"
+                raise fail(key, f"a setting of protocol {other!r}, not {self.protocol!r}")
+        baud = st.baudrate or (MODBUS_BAUD if modbus else LINE_BAUD)
+        parity, stopbits = st.parity, st.stopbits
         self.options = {"baudrate": baud, "parity": parity, "stopbits": stopbits}
-        self.timeout_s = s.number(
-            "timeout_s", MODBUS_TIMEOUT_S if modbus else LINE_TIMEOUT_S, 0.01, 30.0
-        )
-        self.backoff = Backoff(
-            initial_s=s.number("reconnect_initial_s", 0.2, 0.001, 60.0),
-            cap_s=s.number("reconnect_cap_s", 10.0, 0.001, 3600.0),
-        )
+        self.timeout_s = st.timeout_s or (MODBUS_TIMEOUT_S if modbus else LINE_TIMEOUT_S)
+        self.backoff = Backoff(initial_s=st.reconnect_initial_s, cap_s=st.reconnect_cap_s)
         if self.backoff.cap_s < self.backoff.initial_s:
-            raise s.fail("reconnect_cap_s", "must be >= reconnect_initial_s")
+            raise fail("reconnect_cap_s", "must be >= reconnect_initial_s")
         self.names: dict[str, str] = {}
-        self.keepalive_s = KEEPALIVE_S
-        self.retries = 2
+        self.keepalive_s = st.keepalive_s
+        self.retries = st.retries
+        self.device, self.unit = st.device, st.unit
+        self.relay_unit, self.relay_coil = st.relay_unit, st.relay_coil
         if modbus:
             if thing_type not in MODBUS_CHANNELS:
-                raise s.fail("protocol", f"modbus serves {', '.join(MODBUS_CHANNELS)} Things")
+                raise fail("protocol", f"modbus serves {', '.join(MODBUS_CHANNELS)} Things")
             self._channels = MODBUS_CHANNELS[thing_type]
-            self.device = s.choice("device", tuple(MODBUS_DEVICES), "xy-md02")
-            self.unit = s.get("unit", int, 1)
-            self.relay_unit = s.get("relay_unit", int, 2)
-            self.relay_coil = s.get("relay_coil", int, 0)
-            for key, val, hi in (("unit", self.unit, 247), ("relay_unit", self.relay_unit, 247),
-                                 ("relay_coil", self.relay_coil, 0xFFFF)):
-                if not (1 if hi == 247 else 0) <= val <= hi:
-                    raise s.fail(key, f"must be from {1 if hi == 247 else 0} to {hi}")
-            self.retries = s.get("retries", int, 2)
-            if not 0 <= self.retries <= 10:
-                raise s.fail("retries", "must be from 0 to 10")
         else:
             self._channels = CHANNELS[thing_type]
-            self.keepalive_s = s.number("keepalive_s", KEEPALIVE_S, 0.0, 3600.0)
-            names = s.table("names")
-            if names is not None:
-                for ch in self._channels:
-                    if names.has(ch):
-                        name = names.get(ch, str)
-                        if not name.isprintable() or " " in name or "*" in name or not name:
-                            raise names.fail(ch, "a board name without spaces or '*'")
-                        self.names[ch] = name
-                names.done()
-        s.done()
+            for ch, name in st.names.items():
+                if ch not in self._channels:
+                    raise fail(
+                        f"names.{ch}",
+                        f"unknown serial setting (channels: {', '.join(self._channels)})",
+                    )
+                if problem := _board_name(name):
+                    raise fail(f"names.{ch}", problem)
+                self.names[ch] = name
         self.share_key = f"{self.protocol}:{baud}:{parity}:{stopbits}"
         self.link: SerialLink | None = None
         self._by_board = {self.names.get(ch, ch): ch for ch in self._channels}

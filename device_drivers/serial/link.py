@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from device_drivers.backoff import Backoff
 from device_drivers.errors import DriverConfigError, DriverError
+from device_drivers.tasks import TaskOwner, describe
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class SerialLink:
         self._proto: _Protocol | None = None
         self._serial: Any = None
         self._lost = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(f"serial link {port}", self._task_died)
         self._closing = False
         self.reconnects = 0
 
@@ -105,11 +106,7 @@ class SerialLink:
 
     async def close(self) -> None:
         self._closing = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         self._disconnect()
 
     async def _connect(self) -> None:
@@ -121,9 +118,7 @@ class SerialLink:
             raise DriverError(f"serial port absent (unplugged?): {self.port}")
         loop = asyncio.get_running_loop()
         try:
-            ser = await asyncio.to_thread(
-                serial.Serial, self.port, exclusive=True, **self.options
-            )
+            ser = await asyncio.to_thread(serial.Serial, self.port, exclusive=True, **self.options)
         except serial.SerialException as exc:
             err = exc.errno if isinstance(exc.errno, int) else None
             if err in (errno.EACCES, errno.EPERM):
@@ -194,16 +189,11 @@ class SerialLink:
                 break
 
     def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.create_task(coro, name=f"serial-{self.port}-{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._tasks.spawn(coro, name=f"serial-{self.port}-{what}")
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("serial link %s: task %s failed", self.port, task.get_name(),
-                      exc_info=task.exception())
-            self._mark_down(f"serial link {self.port}: internal error: {task.exception()!r}")
+    def _task_died(self, name: str, exc: BaseException) -> None:
+        """A task of the link raised (logged by the owner): a bug; the link counts as down."""
+        self._mark_down(f"serial link {self.port}: internal error: {describe(exc)}")
 
     def write(self, data: bytes) -> None:
         proto = self._proto

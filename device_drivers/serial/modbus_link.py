@@ -67,8 +67,7 @@ class ModbusLink(SerialLink):
                 except _Retry as exc:
                     problem = str(exc)
             raise DriverError(
-                f"modbus unit {request[0]} on {self.port}: {problem} "
-                f"({self.retries + 1} attempts)"
+                f"modbus unit {request[0]} on {self.port}: {problem} ({self.retries + 1} attempts)"
             )
 
     async def _once(self, request: bytes, reply_len: int) -> bytes:

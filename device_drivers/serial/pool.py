@@ -57,9 +57,7 @@ class LinkPool:
         await link.close()
 
 
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LinkPool] = (
-    weakref.WeakKeyDictionary()
-)
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LinkPool] = weakref.WeakKeyDictionary()
 
 
 def loop_pool() -> LinkPool:

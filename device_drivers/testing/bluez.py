@@ -39,6 +39,7 @@ from device_drivers.ble import (
     HUMIDITY_UUID,
     TEMPERATURE_UUID,
 )
+from device_drivers.tasks import TaskOwner
 
 BLUEZ = "org.bluez"
 OM = "org.freedesktop.DBus.ObjectManager"
@@ -58,9 +59,14 @@ async def private_bus(folder: Path) -> AsyncIterator[str]:
         raise RuntimeError("dbus-daemon is missing: apt install dbus-daemon (or dbus)")
     sock = Path(folder) / "bus.sock"
     proc = await asyncio.create_subprocess_exec(
-        exe, "--session", "--nofork", "--nopidfile", "--print-address",
+        exe,
+        "--session",
+        "--nofork",
+        "--nopidfile",
+        "--print-address",
         f"--address=unix:path={sock}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         assert proc.stdout is not None  # noqa: S101 (PIPE was asked for)
@@ -118,6 +124,7 @@ class FakeBluez:
         self.writes: list[tuple[str, bytes]] = []
         self.bus: Any = None
         self._announce: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("fake BlueZ")
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.paths: dict[str, str] = {}  # uuid -> characteristic path
         self.values: dict[str, bytes] = {}
@@ -129,12 +136,17 @@ class FakeBluez:
     def _build(self, notify: bool) -> None:
         v = self.V
         if self.adapter:
-            self.objects[HCI] = {ADAPTER: {
-                "Address": v("s", "00:1A:7D:DA:71:13"), "Name": v("s", "fake-hci0"),
-                "Alias": v("s", "fake-hci0"), "Powered": v("b", True),
-                "Discovering": v("b", False), "Roles": v("as", ["central", "peripheral"]),
-                "UUIDs": v("as", []),
-            }}
+            self.objects[HCI] = {
+                ADAPTER: {
+                    "Address": v("s", "00:1A:7D:DA:71:13"),
+                    "Name": v("s", "fake-hci0"),
+                    "Alias": v("s", "fake-hci0"),
+                    "Powered": v("b", True),
+                    "Discovering": v("b", False),
+                    "Roles": v("as", ["central", "peripheral"]),
+                    "UUIDs": v("as", []),
+                }
+            }
         chars: list[tuple[str, str, bytes, list[str]]] = []  # service uuid, uuid, value, flags
         flags_in = ["read", "notify"] if notify else ["read"]
         if self.thing_type in ("thermostat", "sensor"):
@@ -143,37 +155,59 @@ class FakeBluez:
             chars.append((ESS_SERVICE, HUMIDITY_UUID, (4500).to_bytes(2, "little"), flags_in))
             chars.append((ACTUATOR_SERVICE, CONTACT_UUID, b"\x01", flags_in))
         if self.thing_type in ("lock", "thermostat", "switch"):
-            chars.append((ACTUATOR_SERVICE, ACTUATOR_UUID, self.safe_actuator,
-                          ["read", "write", "notify"]))
+            chars.append(
+                (ACTUATOR_SERVICE, ACTUATOR_UUID, self.safe_actuator, ["read", "write", "notify"])
+            )
         if self.thing_type == "lock":
             chars.append((ACTUATOR_SERVICE, BOLT_SENSOR_UUID, b"\x01", flags_in))
             chars.append((ACTUATOR_SERVICE, DOOR_UUID, b"\x01", flags_in))
-        self.objects[self.dev] = {DEVICE: {
-            "Address": v("s", self.address), "AddressType": v("s", "public"),
-            "Name": v("s", self.name), "Alias": v("s", self.name), "Adapter": v("o", HCI),
-            "Connected": v("b", False), "ServicesResolved": v("b", False),
-            "Paired": v("b", False), "Bonded": v("b", False), "Trusted": v("b", False),
-            "Blocked": v("b", False), "LegacyPairing": v("b", False), "RSSI": v("n", -60),
-            "UUIDs": v("as", sorted({c[0] for c in chars})),
-            "ManufacturerData": v("a{qv}", {}), "ServiceData": v("a{sv}", {}),
-        }}
+        self.objects[self.dev] = {
+            DEVICE: {
+                "Address": v("s", self.address),
+                "AddressType": v("s", "public"),
+                "Name": v("s", self.name),
+                "Alias": v("s", self.name),
+                "Adapter": v("o", HCI),
+                "Connected": v("b", False),
+                "ServicesResolved": v("b", False),
+                "Paired": v("b", False),
+                "Bonded": v("b", False),
+                "Trusted": v("b", False),
+                "Blocked": v("b", False),
+                "LegacyPairing": v("b", False),
+                "RSSI": v("n", -60),
+                "UUIDs": v("as", sorted({c[0] for c in chars})),
+                "ManufacturerData": v("a{qv}", {}),
+                "ServiceData": v("a{sv}", {}),
+            }
+        }
         handle = 0x0A
         services: dict[str, str] = {}
         for svc_uuid, uuid, value, flags in chars:
             if svc_uuid not in services:
                 spath = f"{self.dev}/service{handle:04x}"
                 services[svc_uuid] = spath
-                self.objects[spath] = {SERVICE: {
-                    "UUID": v("s", svc_uuid), "Primary": v("b", True),
-                    "Device": v("o", self.dev), "Handle": v("q", handle),
-                }}
+                self.objects[spath] = {
+                    SERVICE: {
+                        "UUID": v("s", svc_uuid),
+                        "Primary": v("b", True),
+                        "Device": v("o", self.dev),
+                        "Handle": v("q", handle),
+                    }
+                }
                 handle += 1
             cpath = f"{services[svc_uuid]}/char{handle:04x}"
-            self.objects[cpath] = {CHAR: {
-                "UUID": v("s", uuid), "Service": v("o", services[svc_uuid]),
-                "Value": v("ay", value), "Notifying": v("b", False),
-                "Flags": v("as", flags), "Handle": v("q", handle), "MTU": v("q", 247),
-            }}
+            self.objects[cpath] = {
+                CHAR: {
+                    "UUID": v("s", uuid),
+                    "Service": v("o", services[svc_uuid]),
+                    "Value": v("ay", value),
+                    "Notifying": v("b", False),
+                    "Flags": v("as", flags),
+                    "Handle": v("q", handle),
+                    "MTU": v("q", 247),
+                }
+            }
             self.paths[uuid] = cpath
             self.values[cpath] = value
             handle += 2
@@ -193,10 +227,7 @@ class FakeBluez:
         return self
 
     async def stop(self) -> None:
-        if self._announce is not None:
-            self._announce.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._announce
+        await self._tasks.close()
         if self.bus is not None:
             self.bus.disconnect()
             with contextlib.suppress(Exception):
@@ -239,16 +270,24 @@ class FakeBluez:
             self._set_value(ACTUATOR_UUID, self.safe_actuator)
             if BOLT_SENSOR_UUID in self.paths:
                 self._set_value(BOLT_SENSOR_UUID, self.safe_actuator)
-        self._props(self.dev, DEVICE, {"ServicesResolved": self.V("b", False),
-                                       "Connected": self.V("b", False)})
+        self._props(
+            self.dev,
+            DEVICE,
+            {"ServicesResolved": self.V("b", False), "Connected": self.V("b", False)},
+        )
 
     def _set_value(self, uuid: str, value: bytes) -> None:
         path = self.paths[uuid]
         self.values[path] = value
         self.objects[path][CHAR]["Value"] = self.V("ay", value)
         if path in self.notifying and self.connected:
-            self._signal(path, PROPS, "PropertiesChanged", "sa{sv}as",
-                         [CHAR, {"Value": self.V("ay", value)}, []])
+            self._signal(
+                path,
+                PROPS,
+                "PropertiesChanged",
+                "sa{sv}as",
+                [CHAR, {"Value": self.V("ay", value)}, []],
+            )
 
     def _props(self, path: str, iface: str, changed: dict[str, Any]) -> None:
         self.objects[path][iface].update(changed)
@@ -262,8 +301,13 @@ class FakeBluez:
 
     async def _announce_loop(self) -> None:
         while True:
-            self._signal("/", OM, "InterfacesAdded", "oa{sa{sv}}",
-                         [self.dev, {DEVICE: self.objects[self.dev][DEVICE]}])
+            self._signal(
+                "/",
+                OM,
+                "InterfacesAdded",
+                "oa{sa{sv}}",
+                [self.dev, {DEVICE: self.objects[self.dev][DEVICE]}],
+            )
             await asyncio.sleep(0.05)
 
     # -- D-Bus
@@ -302,7 +346,7 @@ class FakeBluez:
             if member == "StartDiscovery":
                 self._props(HCI, ADAPTER, {"Discovering": self.V("b", True)})
                 if self._announce is None or self._announce.done():
-                    self._announce = asyncio.get_running_loop().create_task(
+                    self._announce = self._tasks.spawn(
                         self._announce_loop(), name="fake-bluez-announce"
                     )
                 return None

@@ -1,38 +1,30 @@
 """Shared CLI plumbing: JSON or human output, exit codes, error reporting.
 
-Exit codes: 0 success; 1 refused or failed at run time; 2 bad usage, bad config or bad input file.
-Data goes to stdout (one value a script can capture: `GW=$(streembit-gateway init ...)`), notes
-for people to stderr (`note()`).
+Exit codes (the registry, gateway/codes.py): 0 success; 1 refused or failed at run time; 2 bad
+usage, bad config or bad input file. Data goes to stdout (one value a script can capture:
+`GW=$(streembit-gateway init ...)`), notes for people to stderr (`note()`). An error is one line
+on stderr (`error: MESSAGE [CODE]`), never a traceback, also for a file that cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway.errors import ConfigError, StreembitError
+from gateway.codes import EXIT_FAIL as EXIT_FAIL
+from gateway.codes import EXIT_OK as EXIT_OK
+from gateway.codes import EXIT_USAGE as EXIT_USAGE
+from gateway.codes import Code, render
+from gateway.errors import StreembitError
 from gateway.identity.keys import is_id
 
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-
-USAGE_CODES = {
-    "config",
-    "bad_key",
-    "no_key",
-    "identity",
-    "acl_invalid",
-    "acl_malformed",
-    "driver_config",  # an unknown driver or a bad driver setting: the config is wrong
-    "cannot_listen",  # a port of the config or a --*-port flag is taken: choose another
-    "usage",  # a missing or contradictory option the parser cannot see
-    "bad_input",  # a JSON argument (VALUE, INPUT) that is not JSON within the input bounds
-}
+#: OSError numbers of a file named on the command line that is not there to read.
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
 
 
 def out(args: argparse.Namespace, data: Any, human: str | Callable[[], str]) -> None:
@@ -58,11 +50,21 @@ def id_arg(text: str) -> str:
 
 
 def fail(args: argparse.Namespace, exc: StreembitError) -> int:
-    code = EXIT_USAGE if isinstance(exc, ConfigError) or exc.code in USAGE_CODES else EXIT_FAIL
+    """Report EXC (one line on stderr; its JSON body on stdout with --json); its exit code."""
+    shown = render(exc)
     if getattr(args, "json", False):
-        print(json.dumps({"error": exc.code, "reason": str(exc)}), flush=True)
-    print(f"error: {exc} [{exc.code}]", file=sys.stderr, flush=True)
-    return code
+        print(json.dumps(shown.body()), flush=True)
+    print(shown.line, file=sys.stderr, flush=True)
+    return shown.exit_code
+
+
+def os_failure(exc: OSError) -> StreembitError:
+    """EXC (a file that could not be read or written, or another OS failure) as an error with
+    a registered code: `no_file` (exit 2) for a named file that is not there."""
+    if exc.filename is None:
+        return StreembitError(str(exc) or type(exc).__name__, code=Code.ERROR)
+    code = Code.NO_FILE if exc.errno in _MISSING else Code.FILE_ERROR
+    return StreembitError(f"{exc.filename}: {exc.strerror or exc}", code=code)
 
 
 def add_json(p: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -121,5 +123,7 @@ def run(
         return handler(args)
     except StreembitError as exc:
         return fail(args, exc)
+    except OSError as exc:  # a file of the command line: one line, not a traceback
+        return fail(args, os_failure(exc))
     except KeyboardInterrupt:
         return 130

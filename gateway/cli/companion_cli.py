@@ -173,10 +173,10 @@ def _port(args: argparse.Namespace) -> str:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     port = _port(args)
-    firmware = None
-    if args.firmware:
-        firmware = find_firmware(args.firmware, args.firmware_dir)
-    else:
+    firmware = find_firmware(args.firmware, args.firmware_dir) if args.firmware else None
+    if not args.dry_run:  # the tools are there (the `flash` extra), before anything is said
+        flash.check_tools(("mpremote", "esptool") if firmware or args.erase else ("mpremote",))
+    if firmware is None:
         note(
             args,
             "no --firmware: the board must already run MicroPython (the first step checks); "
@@ -235,6 +235,8 @@ def cmd_pair(args: argparse.Namespace) -> int:
     if not channels:
         raise ProvisioningError("name the board's channels with --channel", code="bad_channel")
     state = StateDir(args.state)
+    if not args.dry_run:
+        flash.check_tools(("mpremote",))  # before the pairing is made
     creds = broker_mod.load_credentials(state)
     link = "serial" if args.serial else "mqtt"
     host, port = args.broker_host, args.broker_port
@@ -330,7 +332,8 @@ def _thing_snippet(
 
 def add_commands(sub: Any) -> None:
     """Add `companion broker|flash|pair` to the `streembit-gateway` subparsers SUB."""
-    top = sub.add_parser("companion", help="ESP32 MicroPython companions: broker, flash, pair")
+    what = "ESP32 MicroPython companions: broker, flash, pair"
+    top = sub.add_parser("companion", help=what, description=what)
     csub = top.add_subparsers(metavar="ACTION")
 
     def action(name: str, help: str) -> argparse.ArgumentParser:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import EXIT_OK, add_json, out
-from gateway.wot.mdns import DEFAULT_BROWSE_S, Found, browse
+
+if TYPE_CHECKING:  # gateway.wot.mdns (and the config model) are loaded only by `discover`
+    from gateway.wot.mdns import Found
 
 
 def group(found: list[Found]) -> dict[str, Any]:
@@ -48,9 +50,12 @@ def human(data: dict[str, Any], timeout_s: float) -> str:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    found = asyncio.run(browse(args.interface or None, args.timeout))
+    from gateway.wot.mdns import DEFAULT_BROWSE_S, browse
+
+    timeout = DEFAULT_BROWSE_S if args.timeout is None else args.timeout
+    found = asyncio.run(browse(args.interface or None, timeout))
     data = group(found)
-    out(args, data, lambda: human(data, args.timeout))
+    out(args, data, lambda: human(data, timeout))
     return EXIT_OK
 
 
@@ -59,9 +64,7 @@ def add_commands(sub: Any) -> None:
         "discover", help="list the gateways and Things announced on the LAN (mDNS _wot._tcp)"
     )
     add_json(sp)
-    sp.add_argument(
-        "--timeout", type=float, default=DEFAULT_BROWSE_S, help="seconds to listen (default 3)"
-    )
+    sp.add_argument("--timeout", type=float, default=None, help="seconds to listen (default 3)")
     sp.add_argument(
         "--interface",
         action="append",

@@ -11,6 +11,7 @@ from gateway.audit import AuditLog
 from gateway.cli import companion_cli
 from gateway.cli.acl_wait import picked_up
 from gateway.cli.common import EXIT_OK, add_json, note, out, run
+from gateway.cli.help import Parser
 from gateway.cli.listen import add_listen_flags, apply_listen
 from gateway.cli.provisioning_gateway import add_commands as add_provisioning_commands
 from gateway.cli.serve import add_serve_flags, check_things, run_serve
@@ -102,8 +103,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streembit-gateway", description=__doc__)
+def parser() -> Parser:
+    p = Parser(prog="streembit-gateway", description=__doc__)
     p.add_argument("--log-level", default="warning", help="debug, info, warning, error")
     add_json(p, top=True)
     sub = p.add_subparsers(metavar="COMMAND")
@@ -119,8 +120,10 @@ def parser() -> argparse.ArgumentParser:
 
     add_provisioning_commands(sub)  # provision, qr, reset: gateway/cli/provisioning_gateway.py
 
-    acl = sub.add_parser("acl", help="the installed access list").add_subparsers(metavar="ACTION")
-    sp = acl.add_parser("apply", help="install an owner-signed ACL file")
+    what = "the installed access list"
+    acl = sub.add_parser("acl", help=what, description=what).add_subparsers(metavar="ACTION")
+    what = "install an owner-signed ACL file; returns once a gateway running on the folder has it"
+    sp = acl.add_parser("apply", help="install an owner-signed ACL file", description=what)
     add_json(sp)
     sp.add_argument("--state", required=True, type=Path)
     sp.add_argument("acl_file")

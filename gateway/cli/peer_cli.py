@@ -19,6 +19,7 @@ from gateway.acl import (
 )
 from gateway.auth import issue_token
 from gateway.cli.common import EXIT_OK, add_json, id_arg, out, run
+from gateway.cli.help import Parser
 from gateway.cli.peer_net import add_network_commands
 from gateway.cli.provisioning_peer import add_commands as add_provisioning_commands
 from gateway.errors import AclError, IdentityError, StreembitError
@@ -148,8 +149,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streembit-peer", description=__doc__)
+def parser() -> Parser:
+    p = Parser(prog="streembit-peer", description=__doc__)
     p.add_argument("--log-level", default="warning")
     p.add_argument(
         "--bootstrap",
@@ -159,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
         help="a DHT node to join the network through (repeatable)",
     )
     p.add_argument("--key", default=None, help="your private key file (network commands)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="network commands: look the gateway up in the DHT, neither using nor updating "
+        "the cached contact records (~/.cache/streembit/contacts)",
+    )
     p.add_argument(
         "--host",
         default=None,
@@ -190,9 +197,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=int, default=300, help="seconds (default 300)")
     sp.set_defaults(func=cmd_token)
 
-    acl = sub.add_parser("acl", help="edit and sign an access list").add_subparsers(
-        metavar="ACTION"
-    )
+    what = "edit and sign an access list (owner), or push it to a running gateway"
+    group = sub.add_parser("acl", help="edit and sign an access list", description=what)
+    acl = group.add_subparsers(metavar="ACTION")
     for name, func in (("grant", cmd_grant), ("revoke", cmd_revoke)):
         sp = acl.add_parser(name, help=f"{name} access; writes the next signed version")
         add_json(sp)

@@ -31,7 +31,8 @@ from gateway.errors import ConfigError, IdentityError, P2PError
 from gateway.identity import load_keypair
 from gateway.p2p import DhtNode
 from gateway.peer import PeerClient, PeerConnection, PeerRequestError
-from gateway.peer.find import Contact, connect, ephemeral_dht, find_contact
+from gateway.peer.cache import ContactCache, connect_by_id
+from gateway.peer.find import Contact, ephemeral_dht, find_contact
 
 Action = Callable[[PeerConnection, argparse.Namespace], Awaitable[Any]]
 
@@ -50,6 +51,11 @@ def host_arg(args: argparse.Namespace) -> str | None:
     """--host: the local address of the peer's DHT node; None: the route's source address."""
     host = getattr(args, "host", None)
     return str(host) if host else None
+
+
+def cache_arg(args: argparse.Namespace) -> ContactCache | None:
+    """The contact cache (gateway/peer/cache.py); None with --no-cache."""
+    return None if getattr(args, "no_cache", False) else ContactCache()
 
 
 def json_arg(text: str, what: str) -> Any:
@@ -127,6 +133,9 @@ def cmd_find(args: argparse.Namespace) -> int:
     async def main() -> int:
         async with ephemeral_dht(_bootstrap(args), host_arg(args)) as dht:
             c = await find_contact(dht, args.gateway_id)
+        cache = cache_arg(args)
+        if cache is not None:  # find always asks the DHT, and refreshes the cache
+            cache.save(c)
         d = _record_dict(c)
         shown = {k: _utc(v) if k in TIME_KEYS else v for k, v in d.items()}
         out(args, d, lambda: "\n".join(f"{k}: {v}" for k, v in shown.items()))
@@ -149,21 +158,22 @@ def _session(
         key = load_keypair(Path(args.key))
 
         async def main() -> int:
-            async with ephemeral_dht(_bootstrap(args), host_arg(args)) as dht:
-                contact = await find_contact(dht, args.gateway_id)
-                async with PeerClient(key) as client:
-                    conn = await connect(client, contact)
-                    try:
-                        result = await action(conn, args)
-                    except PeerRequestError as exc:
-                        out(
-                            args,
-                            {"error": exc.code, "reason": exc.reason, "status": exc.status},
-                            f"refused ({exc.status} {exc.code}): {exc.reason}",
-                        )
-                        return EXIT_FAIL
-                    finally:
-                        await conn.close()
+            boot, host, cache = _bootstrap(args), host_arg(args), cache_arg(args)
+            async with PeerClient(key) as client:
+                conn = await connect_by_id(
+                    client, args.gateway_id, bootstrap=boot, host=host, cache=cache
+                )
+                try:
+                    result = await action(conn, args)
+                except PeerRequestError as exc:
+                    out(
+                        args,
+                        {"error": exc.code, "reason": exc.reason, "status": exc.status},
+                        f"refused ({exc.status} {exc.code}): {exc.reason}",
+                    )
+                    return EXIT_FAIL
+                finally:
+                    await conn.close()
             if result is not None or not getattr(args, "streaming", False):
                 out(args, result, lambda: human(result, args))
             return EXIT_OK
@@ -246,6 +256,12 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
             help="a DHT node to join through (repeatable)",
         )
         p.add_argument("--key", default=argparse.SUPPRESS, help="your private key file")
+        p.add_argument(
+            "--no-cache",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="neither use nor update the cached contact records (always look up the DHT)",
+        )
         return p
 
     sp = sub.add_parser("node", help="run a plain DHT node (a seed for others to join through)")

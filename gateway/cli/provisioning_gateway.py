@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.acl import AclStore
-from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, add_json, fail, out
+from gateway.cli.common import EXIT_OK, add_json, fail, out
 from gateway.config import load_config, parse_hostport
 from gateway.errors import IdentityError, ProvisioningError, StreembitError
 from gateway.identity import load_public
@@ -32,35 +32,14 @@ from gateway.state import StateDir
 from gateway.text import clean
 
 #: ProvisioningError codes that mean "your input is bad" (exit 2), not "refused" (exit 1).
-BAD_INPUT: Final = frozenset(
-    {
-        "not_streembit_payload",
-        "payload_encoding",
-        "payload_truncated",
-        "payload_version",
-        "payload_checksum",
-        "payload_kind",
-        "payload_malformed",
-        "payload_too_large",
-        "image_unreadable",
-        "image_too_large",
-        "no_qr",
-        "several_qr",
-        "bad_address",
-        "reset_unconfirmed",
-        "bad_key",
-        "no_key",
-    }
-)
 MAX_ADDR_BYTES: Final = 200
 CAMERA_TIMEOUT_S: Final = 60.0  # as camera.SCAN_TIMEOUT_S (not imported: it loads Pillow)
 UNSPECIFIED_HOSTS: Final = ("", "0.0.0.0", "::")  # noqa: S104 (names, not a bind)
 
 
 def report(args: argparse.Namespace, exc: StreembitError) -> int:
-    """Print EXC like every command does; exit 2 for bad input, else 1."""
-    code = fail(args, exc)
-    return EXIT_USAGE if exc.code in BAD_INPUT or code == EXIT_USAGE else EXIT_FAIL
+    """Print EXC like every command does; exit 2 for bad input, else 1 (gateway/codes.py)."""
+    return fail(args, exc)
 
 
 # --------------------------------------------------------------------------- provision

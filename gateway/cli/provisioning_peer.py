@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
+from gateway.cli.common import fail as report  # provisioning_gateway.report: same, lighter import
 from gateway.cli.peer_net import host_arg
-from gateway.cli.provisioning_gateway import report
 from gateway.config import parse_hostport
 from gateway.errors import IdentityError, P2PError, ProvisioningError, StreembitError
 from gateway.identity import KeyPair, PublicIdentity, load_keypair, load_public

@@ -1,10 +1,13 @@
-"""`demo` and `run`: start the gateway, print the ready line, stop cleanly on SIGTERM/SIGINT.
+"""`demo` and `run`: parse the flags, build the gateway, run it until SIGTERM/SIGINT (or a factory
+reset by the button), stop it cleanly.
 
-Under systemd (`Type=notify`) the gateway tells systemd READY=1 once it serves, feeds the
-watchdog at half of WatchdogSec, and says STOPPING=1 when it shuts down (gateway/ops/sdnotify.py).
-It also announces itself on the LAN by mDNS (gateway/wot/mdns.py) and writes `running.json` in
-its state folder (gateway/ops/runinfo.py). The config file is read once: edits take effect at
-the next restart, and the gateway logs once that the file changed.
+The gateway itself does the rest (gateway/app.py, gateway/ops/presence.py): under systemd
+(`Type=notify`) READY=1 once it serves, the watchdog at half of WatchdogSec and STOPPING=1 when
+it shuts down; the mDNS announcement; `running.json` in its state folder; a log line when the
+config file is edited (it is read once: edits take effect at the next restart).
+
+"stopped: locks locked, heaters off, state saved" is printed only once that is true: after the
+Things' stop() returned with their safe state confirmed; otherwise the line names those not.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Final
 
 from gateway.app import Gateway
 from gateway.cli.listen import machine_addresses
@@ -25,13 +27,9 @@ from gateway.cli.ports import check_ports, port_error
 from gateway.config import GatewayConfig, MdnsConfig, parse_hostport
 from gateway.config.model import WILDCARD_HOSTS
 from gateway.errors import ConfigError
-from gateway.ops import runinfo
-from gateway.ops.sdnotify import Notifier, watchdog_interval
-from gateway.wot.mdns import MdnsAdvertiser, host_label, interfaces_for, plan
+from gateway.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
-
-CONFIG_WATCH_S: Final = 5.0  # how often the config file is compared with the loaded one
 
 
 def apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
@@ -112,42 +110,6 @@ def _validate_mdns(config: GatewayConfig) -> None:
             raise ConfigError("--mdns-interface", addr, "an IPv4 address") from None
 
 
-async def _start_mdns(config: GatewayConfig, gw: Gateway) -> MdnsAdvertiser | None:
-    interfaces = interfaces_for(config.mdns, config.http.host)
-    if not interfaces:
-        return None
-    announcements = plan(
-        gateway_id=gw.id,
-        name=config.mdns.name or config.name,
-        base_url=gw.http_url,
-        things=list(gw.things),
-    )
-    adv = MdnsAdvertiser(interfaces, announcements, host_label(gw.id))
-    try:
-        await adv.start()
-    except Exception as exc:  # the LAN is optional: never fail the gateway for it
-        log.error("mDNS not started: %s", exc)
-        await adv.stop()
-        return None
-    return adv
-
-
-async def _watch_config(config: GatewayConfig, state_dir: object) -> None:
-    """Log once when the config file no longer matches the one loaded (it is not reloaded)."""
-    from pathlib import Path
-
-    warned: str | None = None
-    while True:
-        await asyncio.sleep(CONFIG_WATCH_S)
-        d = runinfo.drift(runinfo.read(Path(str(state_dir))))
-        now = d.file_sha256 if d else None
-        if d is not None and now != warned:
-            log.warning("%s", d.message(), extra={"config": d.config})
-            warned = now
-        elif d is None:
-            warned = None
-
-
 def _dht_line(dht: str) -> str:
     """The ready line's DHT address for a person: a wildcard one is no address to bootstrap from
     (`[gateway] advertise` or `demo --advertise` puts the advertised one there instead)."""
@@ -179,84 +141,68 @@ async def serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: 
     _validate_mdns(config)
     check_things(config)  # as check-config: a bad Thing is refused before any key or folder
     check_ports(config)  # a taken port: one line, and nothing (no driver, no Thing) started
-    notifier = Notifier.from_env()
     gw = await Gateway.create(config, create_key=create_key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks: list[asyncio.Task[None]] = []
-    mdns: MdnsAdvertiser | None = None
-    started = False  # a failed start has already stopped what it started: never stop twice
     try:
         try:
-            await gw.start()
+            await gw.start()  # a failed start has already stopped what it started
         except OSError as exc:
             refusal = port_error(exc, config)
             if refusal is None:
                 raise
             raise refusal from None
-        started = True
-        info = gw.ready_info()
-        runinfo.write(gw.state.path, info, config.source)
-        mdns = await _start_mdns(config, gw)
-        if mdns is not None:
-            info["mdns"] = mdns.interfaces
-        if args.json:
-            print(json.dumps(info, separators=(",", ":")), flush=True)
-        else:
-            print(f"gateway {info['id']} ready at {info['http']}", flush=True)
-            print(f"  status page: {info['http']}/status", flush=True)
-            if "ws" in info:
-                print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
-            for name in gw.things:
-                print(f"  {name}: {info['http']}/things/{name}", flush=True)
-            if info["owner"] is None:
-                print(
-                    "  not provisioned yet: run `streembit-gateway provision --state "
-                    f"{gw.state.path} --owner-key OWNER.pub`",
-                    flush=True,
-                )
-                gw.acl.on_change.append(_owner_banner(gw))
-        log.info("gateway %s ready at %s", info["id"], info["http"], extra={"gateway": gw.id})
-        if runinfo.config_file(config.source):
-            tasks.append(
-                asyncio.create_task(_watch_config(config, gw.state.path), name="config-watch")
-            )
-        if notifier is not None:
-            notifier.ready(f"serving {len(gw.things)} things at {info['http']}")
-            interval = watchdog_interval()
-            if interval is not None:
-                tasks.append(
-                    asyncio.create_task(notifier.run_watchdog(interval), name="sd-watchdog")
-                )
-        waits = {
-            asyncio.create_task(gw.reset_requested.wait(), name="reset-button-wait"),
-            asyncio.create_task(stop.wait(), name="signal-wait"),
-        }
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            _print_ready(gw, json_line=args.json)
+            await _until_stopped(gw, stop)
         finally:
-            for w in waits:
-                w.cancel()
-        if gw.reset_requested.is_set():
-            print("factory reset by the button: state wiped, stopping", file=sys.stderr, flush=True)
-        if notifier is not None:
-            notifier.stopping("stopping: locks locked, heaters off, state saved")
-        print("stopping: locks locked, heaters off, state saved", file=sys.stderr, flush=True)
+            print("stopping: putting the Things in their safe state", file=sys.stderr, flush=True)
+            stopped = await gw.stop()
+        print(stopped.summary(), file=sys.stderr, flush=True)  # only now is it true
     finally:
-        for task in tasks:
-            task.cancel()
-        # the children's CancelledError is collected; our own cancellation still propagates
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if mdns is not None:
-            await mdns.stop()
-        if started:
-            runinfo.remove(gw.state.path)
-            await gw.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _print_ready(gw: Gateway, *, json_line: bool) -> None:
+    info = gw.ready_info()
+    if json_line:
+        print(json.dumps(info, separators=(",", ":")), flush=True)
+    else:
+        print(f"gateway {info['id']} ready at {info['http']}", flush=True)
+        print(f"  status page: {info['http']}/status", flush=True)
+        if "ws" in info:
+            print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
+        for name in gw.things:
+            print(f"  {name}: {info['http']}/things/{name}", flush=True)
+        if info["owner"] is None:
+            print(
+                "  not provisioned yet: run `streembit-gateway provision --state "
+                f"{gw.state.path} --owner-key OWNER.pub`",
+                flush=True,
+            )
+            gw.acl.on_change.append(_owner_banner(gw))
+    log.info("gateway %s ready at %s", info["id"], info["http"], extra={"gateway": gw.id})
+
+
+async def _until_stopped(gw: Gateway, stop: asyncio.Event) -> None:
+    """Until a signal (STOP is set) or a factory reset by the button."""
+    waits = TaskOwner("serve")
+    waits.spawn(_wait(stop), name="signal-wait")
+    waits.spawn(_wait(gw.reset_requested), name="reset-button-wait")
+    try:
+        await asyncio.wait(waits.tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await waits.close()
+    if gw.reset_requested.is_set():
+        print("factory reset by the button: state wiped, stopping", file=sys.stderr, flush=True)
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
 
 
 def run_serve(config: GatewayConfig, args: argparse.Namespace, *, create_key: bool) -> int:

@@ -11,7 +11,8 @@
 `pair_plan` builds the steps of `companion pair`: copy the per-device companion.json (made by
 `board_config`) to the board, then reset. Both run each step with progress lines; `--dry-run`
 prints them instead. Secrets never appear in a command line: the config goes through a 0600
-temporary file.
+temporary file. esptool and mpremote come with the `flash` extra (or from PATH): `check_tools`
+says what to install before anything runs.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import ProvisioningError
+from gateway.extras import MissingExtraError, missing
 
 #: the companion's modules, in copy order (main.py last: the board runs it after a reset)
 COMPANION_FILES = ("frames.py", "counter.py", "board.py", "link.py", "app.py", "main.py")
@@ -64,6 +66,14 @@ def _tool(name: str) -> list[str]:
         return [str(path)]
     found = shutil.which(name)
     return [found] if found else [sys.executable, "-m", name]
+
+
+def check_tools(names: Collection[str]) -> None:
+    """MissingExtraError (the `flash` extra) for each of NAMES (esptool, mpremote) that is
+    neither installed in this environment nor on PATH."""
+    absent = [n for n in missing("flash") if n in names and shutil.which(n) is None]
+    if absent:
+        raise MissingExtraError("flash", absent)
 
 
 def esptool(*args: str) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """Typed, frozen configuration loaded from TOML. See `gateway.config.load`."""
 
-from gateway.config.load import default_config, load_config, parse_config, parse_hostport
+from gateway.config.load import default_config, load_config, parse_config
 from gateway.config.model import (
     THING_TYPES,
     GatewayConfig,
@@ -14,6 +14,7 @@ from gateway.config.model import (
     SwitchSafety,
     ThermostatSafety,
     ThingConfig,
+    parse_hostport,
 )
 
 __all__ = [

@@ -1,43 +1,31 @@
 """The stable `MessageError.code` values raised when a sealed message is refused.
 
 Each refusal has its own code so a peer (and the audit log) can tell why a message was dropped.
-The table with the meaning of each code is in docs/protocol.md.
+They are members of the one registry (gateway/codes.py, `Scope.MESSAGE`), which also says each
+code's status and whether the refusal is answered sealed or plain; the names here are short
+aliases for the modules of this package. Their meanings: docs/protocol.md §3.1.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-TOO_LARGE: Final = "too_large"
-BAD_FORMAT: Final = "bad_format"
-BAD_ALG: Final = "bad_alg"
-BAD_KEY: Final = "bad_key"
-DECRYPT_FAILED: Final = "decrypt_failed"
-BAD_SIGNATURE: Final = "bad_signature"
-ISSUER_MISMATCH: Final = "issuer_mismatch"
-WRONG_AUDIENCE: Final = "wrong_audience"
-EXPIRED: Final = "expired"
-NOT_YET_VALID: Final = "not_yet_valid"
-TOO_LONG_LIVED: Final = "too_long_lived"
-MISSING_CLAIM: Final = "missing_claim"
-REPLAYED: Final = "replayed"
-BAD_TYPE: Final = "bad_type"
-REPLAY_CACHE_FULL: Final = "replay_cache_full"
+from gateway.codes import Code, Scope
 
-ALL_CODES: Final = (
-    TOO_LARGE,
-    BAD_FORMAT,
-    BAD_ALG,
-    BAD_KEY,
-    DECRYPT_FAILED,
-    BAD_SIGNATURE,
-    ISSUER_MISMATCH,
-    WRONG_AUDIENCE,
-    EXPIRED,
-    NOT_YET_VALID,
-    TOO_LONG_LIVED,
-    MISSING_CLAIM,
-    REPLAYED,
-    BAD_TYPE,
-    REPLAY_CACHE_FULL,
-)
+TOO_LARGE: Final = Code.TOO_LARGE
+BAD_FORMAT: Final = Code.BAD_FORMAT
+BAD_ALG: Final = Code.BAD_ALG
+BAD_KEY: Final = Code.BAD_KEY
+DECRYPT_FAILED: Final = Code.DECRYPT_FAILED
+BAD_SIGNATURE: Final = Code.BAD_SIGNATURE
+ISSUER_MISMATCH: Final = Code.ISSUER_MISMATCH
+WRONG_AUDIENCE: Final = Code.WRONG_AUDIENCE
+EXPIRED: Final = Code.EXPIRED
+NOT_YET_VALID: Final = Code.NOT_YET_VALID
+TOO_LONG_LIVED: Final = Code.TOO_LONG_LIVED
+MISSING_CLAIM: Final = Code.MISSING_CLAIM
+REPLAYED: Final = Code.REPLAYED
+BAD_TYPE: Final = Code.BAD_TYPE
+REPLAY_CACHE_FULL: Final = Code.REPLAY_CACHE_FULL
+
+ALL_CODES: Final = Code.in_scope(Scope.MESSAGE)

@@ -23,12 +23,15 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError, StreembitError
 from gateway.ops import runinfo
 from gateway.state import KEY_FILE, STATE_VERSION, StateDir
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -47,13 +50,6 @@ HTTP_TIMEOUT_S: Final = 3.0
 DHT_TIMEOUT_S: Final = 5.0  # joining through the bootstrap nodes from a temporary node
 LOW_SPACE_BYTES: Final = 50 * 1024 * 1024  # warn below this much free space for the state
 EARLIEST_SANE_TIME: Final = 1_735_689_600  # 2025-01-01: a Pi without RTC before NTP sync
-MQTT_RC: Final = {
-    1: "unacceptable protocol version",
-    2: "client id rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorised",
-}
 
 
 @dataclass(frozen=True)
@@ -360,9 +356,12 @@ def check_running(
     checks = [_ok("gateway", f"running (pid {run.get('pid', '?')}) at {run.get('http', '?')}")]
     drift = runinfo.drift(run, config_path)
     if drift is not None:
+        as_service = run.get("service")  # what the running gateway said of itself
+        if not isinstance(as_service, bool):
+            as_service = service_installed(unit_dirs)  # written by an older version
         restart = (
             f"sudo systemctl restart {SERVICE}"
-            if service_installed(unit_dirs)
+            if as_service
             else "stop the gateway (Ctrl-C) and start it again"
         )
         checks.append(_warn("config changed", drift.message(), restart))
@@ -480,44 +479,55 @@ def check_serial(cfg: GatewayConfig) -> list[Check]:
 
 
 # --------------------------------------------------------------------------- broker
-def mqtt_connect_packet(client_id: str, user: str | None, password: str | None) -> bytes:
-    """An MQTT 3.1.1 CONNECT packet (clean session, keepalive 10 s)."""
+#: CONNACK reason codes (paho's MQTT 5 numbering, also for 3.1.1) that mean "who are you?"
+LOGIN_REFUSED: Final = frozenset({134, 135})  # bad user name or password; not authorised
 
-    def s(text: str) -> bytes:
-        data = text.encode()
-        return len(data).to_bytes(2, "big") + data
 
-    flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
-    body = s("MQTT") + bytes((4, flags)) + (10).to_bytes(2, "big") + s(client_id)
+def mqtt_probe(
+    host: str, port: int, user: str | None = None, password: str | None = None
+) -> ReasonCode:
+    """The broker's answer to an MQTT 3.1.1 CONNECT (paho; `.is_failure`, `.value`, str: the
+    reason); OSError when nothing answers within CONNECT_TIMEOUT_S. Blocking: doctor is a
+    command, and `run_checks` is never called from an event loop."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"doctor-{os.getpid()}",
+        protocol=paho.MQTTv311,
+        reconnect_on_failure=False,  # no retries, no MQTT 3.1 downgrade: one plain answer
+    )
+    client.connect_timeout = CONNECT_TIMEOUT_S
     if user is not None:
-        body += s(user)
-    if password is not None:
-        body += s(password)
-    length = len(body)
-    encoded = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return bytes((0x10,)) + bytes(encoded) + body
+        client.username_pw_set(user, password)
+    answers: list[ReasonCode] = []
 
+    def on_connect(
+        c: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
+    ) -> None:
+        answers.append(reason)
 
-def mqtt_probe(host: str, port: int, user: str | None = None, password: str | None = None) -> int:
-    """CONNACK return code of a CONNECT to HOST:PORT (0 accepted); OSError if unreachable."""
-    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as sock:
-        sock.sendall(mqtt_connect_packet(f"doctor-{os.getpid()}", user, password))
-        data = b""
-        while len(data) < 4:
-            chunk = sock.recv(4 - len(data))
-            if not chunk:
-                raise ConnectionError("broker closed the connection")
-            data += chunk
-        if data[0] != 0x20:
-            raise ConnectionError(f"not an MQTT CONNACK: {data!r}")
-        with contextlib.suppress(OSError):
-            sock.sendall(b"\xe0\x00")  # DISCONNECT
-        return data[3]
+    client.on_connect = on_connect
+    client.connect(host, port, keepalive=10)  # OSError: refused, unreachable, timed out
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    try:
+        while not answers:
+            rc = client.loop(timeout=0.1)
+            if answers:
+                break
+            if rc != paho.MQTT_ERR_SUCCESS:
+                raise ConnectionError(f"the broker ended the handshake: {paho.error_string(rc)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no CONNACK within {CONNECT_TIMEOUT_S:g} s")
+        if not answers[0].is_failure:
+            client.disconnect()
+            client.loop(timeout=0.1)  # sends the DISCONNECT
+    finally:
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+    return answers[0]
 
 
 def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
@@ -550,7 +560,7 @@ def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
                 )
                 continue
             user = creds.username if creds else None
-            rc = mqtt_probe(host, port, user, creds.password if creds else None)
+            answer = mqtt_probe(host, port, user, creds.password if creds else None)
         except OSError as exc:
             status = _fail if needed else _warn
             checks.append(
@@ -562,7 +572,7 @@ def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
                 )
             )
             continue
-        if rc == 0:
+        if not answer.is_failure:
             login = f"as {creds.username}" if creds else "anonymously"
             if creds:
                 checks.append(_ok("broker", f"{where} accepts a login {login}"))
@@ -574,7 +584,7 @@ def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
                         "the broker allows anonymous clients: set allow_anonymous false",
                     )
                 )
-        elif creds is None and rc in (4, 5):
+        elif creds is None and answer.value in LOGIN_REFUSED:
             checks.append(
                 _ok(
                     "broker",
@@ -585,7 +595,7 @@ def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
             checks.append(
                 _fail(
                     "broker",
-                    f"{where} refused the gateway's login: {MQTT_RC.get(rc, rc)}",
+                    f"{where} refused the gateway's login: {answer}",
                     "rewrite the broker config (companion pairing) and restart mosquitto",
                 )
             )

@@ -8,9 +8,11 @@ changed since the gateway started: restart it to apply", and the gateway itself 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,8 +22,11 @@ from typing import Any, Final
 from gateway import jsonsafe
 from gateway.storage import atomic_write_text
 
+log = logging.getLogger(__name__)
+
 RUN_FILE: Final = "running.json"
 MAX_CONFIG_BYTES: Final = 1024 * 1024
+CONFIG_WATCH_S: Final = 5.0  # how often the config file is compared with the loaded one
 
 
 def config_digest(path: Path) -> str | None:
@@ -49,6 +54,8 @@ def write(state_dir: Path, info: dict[str, Any], config_source: str) -> dict[str
             "started": time.time(),
             "config": str(cfg) if cfg else config_source,
             "config_sha256": config_digest(cfg) if cfg else None,
+            # started by a service manager (systemd sets these for a unit): how to restart it
+            "service": bool(os.environ.get("NOTIFY_SOCKET") or os.environ.get("INVOCATION_ID")),
         }
     )
     atomic_write_text(Path(state_dir) / RUN_FILE, json.dumps(data, indent=1), mode=0o600)
@@ -97,3 +104,18 @@ def drift(run: dict[str, Any] | None, config_path: Path | None = None) -> Drift 
     if now == run["config_sha256"]:
         return None
     return Drift(str(path), str(run["config_sha256"]), now, float(run.get("started", 0)))
+
+
+async def watch(state_dir: Path, every_s: float = CONFIG_WATCH_S) -> None:
+    """Log once when the config file no longer matches the one loaded (it is not reloaded);
+    runs until cancelled. The file is hashed in a worker thread: never on the event loop."""
+    warned: str | None = None
+    while True:
+        await asyncio.sleep(every_s)
+        d = await asyncio.to_thread(lambda: drift(read(state_dir)))
+        now = d.file_sha256 if d else None
+        if d is not None and now != warned:
+            log.warning("%s", d.message(), extra={"config": d.config})
+            warned = now
+        elif d is None:
+            warned = None

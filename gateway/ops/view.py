@@ -176,5 +176,8 @@ class GatewayView:
             Family("config_changed", "1 when the config file changed since start", "gauge").add(
                 1 if self.drift() else 0
             ),
+            Family("task_deaths_total", "Background tasks of the gateway that died", "counter").add(
+                gw.tasks.deaths
+            ),
         ]
         return fams

@@ -4,7 +4,7 @@
 check records. The record format is documented in docs/dht-records.md.
 """
 
-from gateway.p2p.dht import DhtNode, ValidatingServer
+from gateway.p2p.dht import DhtNode
 from gateway.p2p.records import (
     DEFAULT_TTL,
     MAX_RECORD_BYTES,
@@ -15,6 +15,7 @@ from gateway.p2p.records import (
     make_contact_record,
     verify_record,
 )
+from gateway.p2p.server import ValidatingServer
 from gateway.p2p.settings import DhtSettings
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Iterative node and value lookups that do not wait out dead peers.
 
-kademlia's spider crawl sends alpha queries per round and waits for the whole round, so each
+kademlia 2.2.3's spider crawl sends alpha queries per round and waits for the whole round, so each
 round costs the slowest (dead) peer's full timeout; it also stops at the first value it sees,
 unverified. `Lookup` instead keeps `alpha` queries in flight at all times: a query silent for
 longer than the protocol's stall estimate stops counting against alpha (its reply is still used
@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from kademlia.node import Node
-
 from gateway.errors import P2PError
-from gateway.p2p.protocol import RpcReply, ValidatingProtocol, parse_contacts
+from gateway.p2p.node import Node
+from gateway.p2p.protocol import ValidatingProtocol, parse_contacts
 from gateway.p2p.records import Record
+from gateway.p2p.rpc import RpcReply
 from gateway.p2p.sources import Diversity
 
 __all__ = ["Lookup", "LookupResult", "find_nodes", "lookup"]

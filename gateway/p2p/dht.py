@@ -1,4 +1,4 @@
-"""The validating DHT node: kademlia's Server with signed records, honest counts, republish.
+"""The validating DHT node: signed records, honest counts, republish, owned maintenance.
 
 `DhtNode` is the typed API the gateway and the peer client use::
 
@@ -12,8 +12,8 @@ Only records signed by the key whose id is the DHT key are stored, served or ret
 sequence number replaces a lower one; `publish` counts the nodes that really stored the record.
 The node runs two owned background tasks, both cancelled by `stop()`: the republisher (the
 owner re-stores its records every `republish_interval` and re-signs contact records at half
-their lifetime, so they never expire while the owner runs) and the maintainer (bootstrap retry,
-bucket refresh, hourly re-replication of held records, as kademlia does).
+their lifetime, so they never expire while the owner runs) and the maintainer (bootstrap retry
+with capped jittered backoff, bucket refresh, hourly re-replication of held records).
 """
 
 from __future__ import annotations
@@ -27,155 +27,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kademlia.network import Server
-from kademlia.node import Node
-
+from device_drivers.backoff import Backoff
 from gateway.errors import P2PError
 from gateway.identity import KeyPair
-from gateway.p2p.crawl import Lookup, find_nodes, lookup
-from gateway.p2p.protocol import Address, ValidatingProtocol
+from gateway.p2p.crawl import find_nodes
+from gateway.p2p.node import ID_BITS, ID_LEN, Address
+from gateway.p2p.protocol import ValidatingProtocol
 from gateway.p2p.records import (
     DEFAULT_TTL,
     Record,
-    dht_key_digest,
     make_contact_record,
     verify_record,
     verify_unbound,
 )
+from gateway.p2p.server import ValidatingServer
 from gateway.p2p.settings import DhtSettings
 from gateway.p2p.storage import RecordStorage
+from gateway.tasks import TaskOwner
 
-__all__ = ["DhtNode", "ValidatingServer"]
+__all__ = ["DhtNode"]
 
 log = logging.getLogger(__name__)
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("DHT task %s died", task.get_name(), exc_info=task.exception())
-
-
-class ValidatingServer(Server):  # type: ignore[misc]  # kademlia is untyped
-    """kademlia's `Server` on the validating protocol and storage.
-
-    kademlia's own entry points keep working but validate: `set()` returns True only if some
-    node really stored the value, `get()` returns only a verified record's text. Maintenance is
-    not scheduled here (kademlia's `refresh_table` is a no-op); `DhtNode` owns it.
-    """
-
-    protocol_class = ValidatingProtocol
-
-    def __init__(self, settings: DhtSettings, node_id: bytes | None = None) -> None:
-        self.settings = settings
-        self.records = RecordStorage(
-            max_records=settings.max_records, max_per_source=settings.max_records_per_source
-        )
-        super().__init__(settings.ksize, settings.alpha, node_id, self.records)
-        self.protocol: ValidatingProtocol | None = None
-
-    def _create_protocol(self) -> ValidatingProtocol:
-        return ValidatingProtocol(self.node, self.records, self.settings)
-
-    def refresh_table(self, interval: float = 3600) -> None:
-        """Disabled: `DhtNode` runs refresh and republish as owned, cancellable tasks."""
-
-    def stop(self) -> None:
-        super().stop()
-        if self.protocol is not None:
-            self.protocol.close()
-
-    @property
-    def proto(self) -> ValidatingProtocol:
-        if self.protocol is None:
-            raise P2PError("the DHT node is not listening", code="not_started")
-        return self.protocol
-
-    # -- kademlia's API, validated ------------------------------------------------------------
-
-    async def bootstrap(self, addrs: Sequence[Address]) -> list[Node]:
-        """Ping `addrs`, then look up our own id through those that answered (the join)."""
-        replies = await asyncio.gather(*(self.proto.ping_address(a) for a in addrs))
-        seeds = []
-        for addr, (ok, node_id) in zip(addrs, replies, strict=True):
-            if ok and isinstance(node_id, bytes) and len(node_id) == 20:
-                node = Node(node_id, addr[0], addr[1])
-                self.proto.welcome_if_new(node)
-                seeds.append(node)
-        if not seeds:
-            log.warning("no DHT bootstrap contact answered (%s)", list(addrs))
-            return []
-        return (await Lookup(self.proto, self.node.id).run(seeds)).closest
-
-    async def get(self, key: str) -> str | None:
-        record = await self.find_record(key)
-        return record.text if record is not None else None
-
-    async def set(self, key: str, value: object) -> bool:
-        try:
-            record = verify_record(value, key=key)
-        except P2PError as exc:
-            log.info("refusing to set an invalid record under %s: %s", key, exc)
-            return False
-        return await self.store_record(record) > 0
-
-    async def set_digest(self, dkey: bytes, value: object) -> bool:
-        try:
-            record = verify_record(value, key_digest=dkey)
-        except P2PError as exc:
-            log.info("refusing to set an invalid record under %s: %s", dkey.hex(), exc)
-            return False
-        return await self.store_record(record) > 0
-
-    # -- records --------------------------------------------------------------------------------
-
-    async def store_record(self, value: object) -> int:
-        """Store a record on the k closest nodes; returns how many really accepted it.
-
-        `value` is the record text (verified here) or an already verified `Record`.
-        """
-        record = value if isinstance(value, Record) else verify_unbound(value)
-        dkey = record.dkey
-        nodes = await find_nodes(self.proto, dkey)
-        target = Node(dkey)
-        # The k closest nodes, this one included if it is among them.
-        closest = sorted([*nodes, self.node], key=target.distance_to)[: self.settings.ksize]
-        remote = [n for n in closest if n.id != self.node.id]
-        accepted = 0
-        if len(remote) < len(closest) and self.records.put(dkey, record.text):
-            accepted += 1
-        replies = await asyncio.gather(
-            *(self.proto.call_store(n, dkey, record.text) for n in remote)
-        )
-        accepted += sum(1 for ok, stored in replies if ok and stored is True)
-        return accepted
-
-    async def find_record(self, key: str) -> Record | None:
-        """The valid record with the highest seq the network holds under `key`, or None."""
-        dkey = dht_key_digest(key)
-
-        def check(value: object) -> Record:
-            return self.records.verified.verify(value, key=key)
-
-        result = await lookup(self.proto, dkey, verify=check)
-        local = self.records.record(dkey)
-        if local is not None:
-            result.values[self.node.id] = local
-        best = result.best()
-        if best is not None:
-            self._repair(best, result.values, result.closest)
-        return best
-
-    def _repair(self, best: Record, values: dict[bytes, Record], closest: list[Node]) -> None:
-        """Send the best record to the answering nodes that returned an older one.
-
-        Fire and forget: the store futures settle, and update routing, on their own. (Nodes
-        that lacked the record get it from the owner's republish and from the hand-over to new
-        neighbours; kademlia's caching on the closest node without it is not repeated here.)
-        """
-        for node in closest:
-            held = values.get(node.id)
-            if held is not None and best.newer_than(held):
-                self.proto.call_store(node, best.dkey, best.text)
 
 
 @dataclass
@@ -223,7 +95,7 @@ class DhtNode:
         )
         self._server = ValidatingServer(self.settings, node_id)
         self._owned: dict[str, _Owned] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskOwner("dht", logger=log)
         self._wake = asyncio.Event()
         self._port: int | None = None
         self.republished = 0  # republish stores done (metrics, tests)
@@ -242,8 +114,7 @@ class DhtNode:
 
     @property
     def node_id(self) -> bytes:
-        node_id: bytes = self._server.node.id
-        return node_id
+        return self._server.node.id
 
     @property
     def protocol(self) -> ValidatingProtocol:
@@ -265,33 +136,21 @@ class DhtNode:
         """Listen, bootstrap (if contacts were given) and start the background tasks."""
         if self._port is not None:
             return
-        await self._server.listen(self._requested_port, interface=self.host)
-        transport = self._server.transport
-        self._port = int(transport.get_extra_info("sockname")[1])
-        self._tasks = [
-            asyncio.create_task(self.protocol.run_handover(), name=f"dht-handover:{self._port}")
-        ]
-        self._tasks[0].add_done_callback(_report_crash)
+        self._port = await self._server.listen(self._requested_port, interface=self.host)
+        self._tasks.owner = f"dht {self._port}"
+        self._tasks.spawn(self.protocol.run_handover(), name=f"dht-handover:{self._port}")
         if self.bootstrap_addrs:
             try:
                 await self.bootstrap(self.bootstrap_addrs)
             except BaseException:
                 await self.stop()
                 raise
-        self._tasks += [
-            asyncio.create_task(self._republish_loop(), name=f"dht-republish:{self._port}"),
-            asyncio.create_task(self._maintain_loop(), name=f"dht-maintain:{self._port}"),
-        ]
-        for task in self._tasks[1:]:
-            task.add_done_callback(_report_crash)
+        self._tasks.keep_running(self._republish_loop, name=f"dht-republish:{self._port}")
+        self._tasks.keep_running(self._maintain_loop, name=f"dht-maintain:{self._port}")
 
     async def stop(self) -> None:
         """Cancel the background tasks, fail outstanding RPCs and close the socket."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)  # raises CancelledError only if stop() itself is cancelled
+        await self._tasks.close()  # raises CancelledError only if stop() itself is cancelled
         self._server.stop()
         self._port = None
 
@@ -418,13 +277,26 @@ class DhtNode:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
+    def _lonely(self) -> bool:
+        """No contact left (or none yet) while bootstrap contacts are known: join again."""
+        return self.routing_size() == 0 and bool(self.bootstrap_addrs)
+
     async def _maintain_loop(self) -> None:
+        s = self.settings
+        retry = Backoff(
+            initial_s=min(s.bootstrap_retry_min, s.bootstrap_retry), cap_s=s.bootstrap_retry
+        )
         last_refresh = time.monotonic()
         while True:
-            next_refresh = last_refresh + self.settings.refresh_interval - time.monotonic()
-            await asyncio.sleep(max(0.0, min(self.settings.bootstrap_retry, next_refresh)))
-            if self.routing_size() == 0 and self.bootstrap_addrs:
-                await self.bootstrap(self.bootstrap_addrs)  # lost every contact: join again
+            if self._lonely():
+                wait = retry.next()  # jittered: a fleet that lost its seed does not retry in step
+            else:
+                retry.reset()
+                wait = s.bootstrap_retry  # how often a joined node checks it still has contacts
+            next_refresh = last_refresh + s.refresh_interval - time.monotonic()
+            await asyncio.sleep(max(0.0, min(wait, next_refresh)))
+            if self._lonely():
+                await self.bootstrap(self.bootstrap_addrs)
             if time.monotonic() - last_refresh >= self.settings.refresh_interval:
                 last_refresh = time.monotonic()
                 await self._refresh()
@@ -439,7 +311,7 @@ class DhtNode:
         ]
         for bucket in lonely:
             low, high = bucket.range
-            target = random.randint(low, min(high, 2**160 - 1)).to_bytes(20, "big")
+            target = random.randint(low, min(high, 2**ID_BITS - 1)).to_bytes(ID_LEN, "big")
             await find_nodes(self.protocol, target)
         for _dkey, text in self.storage.iter_older_than(self.settings.refresh_interval):
             try:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from kademlia.node import Node
+from gateway.p2p.node import Node
 
 if TYPE_CHECKING:
     from gateway.p2p.protocol import ValidatingProtocol

@@ -4,7 +4,7 @@ A record is ``BASE64URL(header) . BASE64URL(payload) . BASE64URL(signature)`` wi
 protected header ``{"alg": "ES256", "typ": "streembit-record+jws", "jwk": <signer's public JWK>}``
 and a JSON payload ``{"id", "seq", "iat", "exp", "kind", ...}``; for ``kind == "contact"`` also
 ``addrs`` (WebSocket URLs) and ``td`` (the TD digest). The id is the RFC 7638 thumbprint of the
-header's ``jwk`` and the DHT key the record is filed under (kademlia stores it under sha1(id)).
+header's ``jwk`` and the DHT key the record is filed under (stored under sha1(id), as in kademlia).
 
 `verify_record` checks, in this order, and refuses with a `P2PError` whose code says why:
 type, size, JWS structure and header, payload fields, thumbprint == id, id == DHT key, time,
@@ -52,7 +52,7 @@ RECORD_TYP: Final = "streembit-record+jws"
 RECORD_ALG: Final = "ES256"
 KIND_CONTACT: Final = "contact"
 
-# One kademlia RPC is one msgpack datagram of at most 8 KiB; half leaves room for framing.
+# One DHT RPC is one datagram of at most 8 KiB of msgpack (rpc.py); half leaves room for framing.
 MAX_RECORD_BYTES: Final = 4096
 _RECORD_JSON: Final = JsonLimits(max_bytes=MAX_RECORD_BYTES, max_depth=8)
 # How far an iat may lie in the future: Pi boards without an RTC drift before NTP syncs.
@@ -108,7 +108,7 @@ class Record:
 
     @property
     def dkey(self) -> bytes:
-        """The 20-byte kademlia key this record is filed under: sha1(id)."""
+        """The 20-byte DHT key this record is filed under: sha1(id)."""
         return dht_key_digest(self.id)
 
     def order(self) -> tuple[int, str]:

@@ -35,7 +35,12 @@ class DhtSettings:
     refresh_interval: float = 3600.0
     """Bucket refresh and re-replication of held records (kademlia's hourly republish)."""
     bootstrap_retry: float = 10.0
-    """A node whose routing table is empty retries its bootstrap contacts this often."""
+    """Longest wait between retries of the bootstrap contacts while the routing table is empty
+    (and how often a joined node checks that it still has contacts)."""
+    bootstrap_retry_min: float = 1.0
+    """First wait before such a retry; it doubles, jittered, up to `bootstrap_retry`, so a node
+    that started before its seed joins soon and a fleet that lost its seed does not retry in
+    step."""
     max_records: int = DEFAULT_MAX_RECORDS
     """Records one node keeps at most (memory bound whatever peers send)."""
     max_records_per_source: int = DEFAULT_MAX_RECORDS // 10
@@ -96,6 +101,7 @@ class DhtSettings:
             "republish_interval",
             "refresh_interval",
             "bootstrap_retry",
+            "bootstrap_retry_min",
             "store_rate",
             "handover_rate",
         ):

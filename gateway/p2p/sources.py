@@ -15,8 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-from kademlia.node import Node
-
+from gateway.p2p.node import Node
 from gateway.p2p.settings import DhtSettings
 
 __all__ = ["Diversity", "source_key"]

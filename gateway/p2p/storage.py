@@ -1,4 +1,4 @@
-"""A kademlia storage that keeps only valid signed records and cannot be squeezed out.
+"""The DHT node's storage: it keeps only valid signed records and cannot be squeezed out.
 
 Every write (an RPC store from a peer, a local store, a transfer to a new neighbour) goes
 through `RecordStorage.put`, which verifies the record against the key it is filed under and
@@ -26,8 +26,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kademlia.storage import IStorage
-
 from gateway.errors import P2PError
 from gateway.p2p.records import Record, RecordCache
 
@@ -53,8 +51,8 @@ class _Entry:
     rank: Rank
 
 
-class RecordStorage(IStorage):  # type: ignore[misc]  # kademlia is untyped
-    """kademlia `IStorage` holding verified `Record`s keyed by sha1(id); see module doc."""
+class RecordStorage:
+    """Verified `Record`s keyed by sha1(id), as a mapping with checked writes; see module doc."""
 
     def __init__(
         self,
@@ -163,7 +161,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]  # kademlia is untyped
             self.evicted += 1
 
     def __setitem__(self, key: object, value: object) -> None:
-        """kademlia's write path: same checks as `put`, a refusal is silent."""
+        """The mapping's write path: same checks as `put`, a refusal is silent."""
         self.put(key, value)
 
     def clear(self) -> None:

@@ -2,7 +2,7 @@
 
 A test double shipped with the package (as device_drivers/testing/ are), used by
 tests/test_dht_flood.py and bench/bench_dht.py on loopback addresses. It speaks the DHT wire
-format itself (rpcudp framing, msgpack), independently of the validating node:
+format itself (gateway.p2p.rpc's framing and codec, not the validating node's logic):
 
 * `sybils`: one UDP socket answering as many node ids. It announces every id to the victims
   (a PING per id), answers PING, answers FIND_NODE and FIND_VALUE with the Sybil ids closest to
@@ -20,19 +20,17 @@ import socket
 from collections.abc import Sequence
 from typing import Any, cast
 
-import umsgpack
-
 from gateway.identity import generate_keypair
 from gateway.p2p import dht_key_digest, make_contact_record
+from gateway.p2p.node import ID_LEN, Address
+from gateway.p2p.rpc import MSG_ID_LEN, REQUEST, RESPONSE, Malformed, pack, unpack
 
-Address = tuple[str, int]
-REQUEST, RESPONSE = b"\x00", b"\x01"
 SEND_RETRIES = 100  # attempts per datagram while the flood socket's send buffer is full
 
 
 def near(key: bytes, count: int, shared: int = 8) -> list[bytes]:
     """`count` ids sharing their first `shared` bytes with `key`: closer than any honest node."""
-    return [key[:shared] + os.urandom(20 - shared) for _ in range(count)]
+    return [key[:shared] + os.urandom(ID_LEN - shared) for _ in range(count)]
 
 
 def flood_records(count: int, ttl: int = 600) -> list[tuple[bytes, str]]:
@@ -64,21 +62,24 @@ class _Sybils(asyncio.DatagramProtocol):
         if data[:1] != REQUEST or self.transport is None:
             return
         self.requests += 1
-        msg_id = data[1:21]
+        msg_id = data[1 : 1 + MSG_ID_LEN]
         try:
-            name, args = umsgpack.unpackb(data[21:])
-        except (umsgpack.UnpackException, ValueError, TypeError):
+            payload = unpack(data[1 + MSG_ID_LEN :])
+        except Malformed:
             return  # an attacker ignores what it cannot parse
+        if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], list)):
+            return
+        name, args = payload
         reply: object
         if name == "ping":
             reply = self.ids[0]
-        elif name in ("find_node", "find_value") and len(args) == 2:
+        elif name in ("find_node", "find_value") and len(args) == 2 and isinstance(args[1], bytes):
             target = int.from_bytes(args[1], "big")
             closest = heapq.nsmallest(20, self.ids, key=lambda i: int.from_bytes(i, "big") ^ target)
             reply = [[i, self.host, self.port] for i in closest]
         else:
             reply = False
-        self.transport.sendto(RESPONSE + msg_id + umsgpack.packb(reply), addr)
+        self.transport.sendto(RESPONSE + msg_id + pack(reply), addr)
 
 
 class Attacker:
@@ -91,7 +92,7 @@ class Attacker:
         self._flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies dropped
         self._flood.bind((host, 0))
         self._flood.setblocking(False)
-        self.flood_id = os.urandom(20)
+        self.flood_id = os.urandom(ID_LEN)
         self.sent = 0
 
     async def start(self) -> None:
@@ -117,9 +118,9 @@ class Attacker:
             raise RuntimeError("start() the attacker first")
         sent = 0
         for sybil in self.sybils.ids:
-            body = umsgpack.packb(["ping", [sybil]])
+            body = pack(["ping", [sybil]])
             for victim in victims:
-                self.sybils.transport.sendto(REQUEST + os.urandom(20) + body, victim)
+                self.sybils.transport.sendto(REQUEST + os.urandom(MSG_ID_LEN) + body, victim)
                 sent += 1
                 if sent % pace == 0:
                     await asyncio.sleep(0.002)
@@ -142,10 +143,10 @@ class Attacker:
             closest = heapq.nsmallest(
                 k, victims, key=lambda v: int.from_bytes(v[0], "big") ^ target
             )
-            body = umsgpack.packb(["store", [self.flood_id, key, text]])
+            body = pack(["store", [self.flood_id, key, text]])
             for _vid, address in closest:
                 for _attempt in range(SEND_RETRIES):  # the socket's send buffer is full
-                    if self._send(REQUEST + os.urandom(20) + body, address):
+                    if self._send(REQUEST + os.urandom(MSG_ID_LEN) + body, address):
                         sent += 1
                         break
                     await asyncio.sleep(pause)

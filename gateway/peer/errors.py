@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from gateway.codes import Code
 from gateway.errors import P2PError
 
 
 class PeerError(P2PError):
     """The peer client failed to get an answer from a gateway."""
 
-    code = "peer"
+    code: str = Code.PEER
 
 
 class PeerRequestError(PeerError):
@@ -30,10 +31,10 @@ class PeerRequestError(PeerError):
 class PeerTimeoutError(PeerError):
     """No answer from the gateway in time (the request may or may not have been carried out)."""
 
-    code = "timeout"
+    code: str = Code.TIMEOUT
 
 
 class PeerConnectionError(PeerError):
     """The WebSocket could not be opened, or it closed while a request or stream was open."""
 
-    code = "connection_closed"
+    code: str = Code.CONNECTION_CLOSED

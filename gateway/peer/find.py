@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from device_drivers.backoff import Backoff
 from gateway.errors import P2PError
 from gateway.identity import PublicIdentity, public_from_jwk
 from gateway.p2p import DhtNode, Record
@@ -20,6 +21,13 @@ from gateway.peer.client import PeerClient, PeerConnection
 from gateway.peer.errors import PeerConnectionError
 
 Address = tuple[str, int]
+
+# Joins a peer command tries before it reports the network unreachable (a lost datagram or a
+# seed busy for a moment should not fail the command).
+JOIN_ATTEMPTS = 3
+# Waits between those joins: jittered, doubling from 0.25 s up to 1 s (device_drivers/backoff).
+JOIN_RETRY_FIRST_S = 0.25
+JOIN_RETRY_CAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,18 +45,26 @@ async def find_contact(dht: DhtNode, gateway_id: str) -> Contact:
     rec = await dht.get(gateway_id)
     if rec is None:
         raise P2PError(f"no contact record for {gateway_id} in the DHT", code="not_found")
+    return contact_of(rec, gateway_id)
+
+
+def contact_of(rec: Record, gateway_id: str) -> Contact:
+    """The contact of a verified record REC of GATEWAY_ID (from the DHT or the cache)."""
     ident = public_from_jwk(dict(rec.jwk))
     if ident.id != gateway_id:  # verify_record already checks this; never trust one layer alone
         raise P2PError("contact record signed by another key", code="record_wrong_key")
     return Contact(rec, ident)
 
 
-async def connect(client: PeerClient, contact: Contact) -> PeerConnection:
-    """Connect to the first address of the contact that answers."""
+async def connect(
+    client: PeerClient, contact: Contact, *, timeout_s: float | None = None
+) -> PeerConnection:
+    """Connect to the first address of the contact that answers (each within TIMEOUT_S;
+    None: the client's CONNECT_TIMEOUT_S)."""
     errors: list[str] = []
     for url in contact.addrs:
         try:
-            return await client.connect(url, contact.identity)
+            return await client.connect(url, contact.identity, timeout_s=timeout_s)
         except PeerConnectionError as exc:
             errors.append(f"{url}: {exc}")
     raise PeerConnectionError(
@@ -104,6 +120,12 @@ async def ephemeral_dht(
                 "chooses the local address",
                 code="bind_failed",
             ) from None
+        retry = Backoff(initial_s=JOIN_RETRY_FIRST_S, cap_s=JOIN_RETRY_CAP_S)
+        for _attempt in range(JOIN_ATTEMPTS - 1):
+            if node.routing_size() > 0:
+                break
+            await asyncio.sleep(retry.next())
+            await node.bootstrap(bootstrap)
         if node.routing_size() == 0:
             raise P2PError(
                 f"no DHT node answered at {', '.join(f'{h}:{p}' for h, p in bootstrap)} "

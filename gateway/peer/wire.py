@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway import jsonsafe
-from gateway.messages import MAX_MESSAGE_BYTES, codes
+from gateway.codes import http_status
+from gateway.messages import MAX_MESSAGE_BYTES
 from gateway.messages.codec import b64url_encode
 
 DEFAULT_PATH: Final = "/p2p"
@@ -33,23 +34,15 @@ MAX_PLAIN_ERROR_BYTES: Final = 512  # a plain refusal is tiny; anything larger i
 PLAIN_ERROR_LIMITS: Final = jsonsafe.JsonLimits(max_bytes=MAX_PLAIN_ERROR_BYTES, max_depth=2)
 MAX_CODE_LEN: Final = 64
 
-RATE_LIMITED: Final = "rate_limited"  # a code of the request layer (HTTP_STATUS: 429)
-
 #: Reply statuses (typ "reply").
 OK: Final = 200  # with output
 ACCEPTED: Final = 202  # observe/subscribe started; events follow on the same connection
 NO_CONTENT: Final = 204  # done, nothing to return
 
-_STATUS: Final = {
-    codes.TOO_LARGE: 413,
-    codes.REPLAY_CACHE_FULL: 503,
-    RATE_LIMITED: 429,
-}
-
 
 def refusal_status(code: str) -> int:
-    """HTTP-like status of a message refusal code (400 unless the code says otherwise)."""
-    return _STATUS.get(code, 400)
+    """HTTP-like status of a refusal code: the registry's (gateway/codes.py), 400 if unknown."""
+    return http_status(code, default=400)
 
 
 def frame_digest(frame: str | bytes) -> str:

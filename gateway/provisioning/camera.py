@@ -20,13 +20,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Protocol
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.errors import ProvisioningError
+from gateway.extras import need
 from gateway.provisioning import payload as pl
 from gateway.provisioning.qr import load_image, scan
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,9 @@ class DirectorySource:
 
 
 def open_source(name: str | None = None) -> FrameSource:
-    """The frame source NAME (default: $STREEMBIT_CAMERA, else picamera2)."""
+    """The frame source NAME (default: $STREEMBIT_CAMERA, else picamera2); MissingExtraError
+    before any camera starts when the `qr-images` extra (zxing-cpp, Pillow) is missing."""
+    need("qr-images")
     spec = name or os.environ.get(ENV_VAR) or DEFAULT_SOURCE
     if spec == "picamera2":
         return Picamera2Source()

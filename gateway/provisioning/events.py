@@ -1,6 +1,7 @@
 """Audit records of provisioning done locally (command line, reset button).
 
-Network provisioning (claim, transfer) is audited by the P2P binding through the request path;
+Network provisioning (claim, transfer) is audited by the P2P binding through the request path
+(`RequestProcessor.admin`);
 this is the same log, opened by a second process when the gateway runs (the log supports that).
 Secrets (setup codes, keys, payload text) never go into a record.
 """
@@ -10,16 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import time
 from pathlib import Path
 from typing import Final
 
 from gateway.audit import AUDIT_FILE, AuditLog, AuditRecord
 from gateway.errors import AuditError
+from gateway.requests.records import LOCAL, audit_record
 
 log = logging.getLogger(__name__)
 
-BINDING: Final = "local"
+BINDING: Final = LOCAL
 
 
 def local_subject() -> str:
@@ -41,8 +42,7 @@ def record(
     subject: str | None = None,
     affordance: str = "owner",
 ) -> AuditRecord:
-    return AuditRecord(
-        ts=time.time(),
+    return audit_record(
         subject=subject or local_subject(),
         binding=BINDING,
         op=op,

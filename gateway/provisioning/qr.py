@@ -1,5 +1,8 @@
 """QR codes of provisioning payloads: draw them (segno) and read them from images (zxing-cpp).
 
+Drawing needs only segno. Reading needs the `qr-images` extra (zxing-cpp, Pillow), imported on
+first use: without it, reading raises MissingExtraError saying what to install.
+
 Reading accepts photos and screenshots: any orientation (also EXIF-rotated photos), scaled,
 slightly blurred, noisy or low in contrast. zxing-cpp already searches every rotation, inverted
 codes and downscaled copies with a local-average binarizer; when that finds nothing, the image
@@ -13,15 +16,17 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import segno
-import zxingcpp
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from gateway.errors import ProvisioningError
+from gateway.extras import need
 from gateway.provisioning import payload as pl
 from gateway.text import clean
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_IMAGE_BYTES: Final = 30 * 1024 * 1024  # a 48 MP phone photo as JPEG is ~15-25 MB
 MAX_IMAGE_PIXELS: Final = 60_000_000  # refuse decompression bombs before decoding pixels
@@ -63,6 +68,9 @@ def png_bytes(text: str, scale: int = PNG_SCALE) -> bytes:
 # --------------------------------------------------------------------------- reading
 def load_image(path: Path) -> Image.Image:
     """Open an image file safely (size limits, EXIF orientation); a grayscale copy."""
+    need("qr-images")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -93,6 +101,8 @@ def load_image(path: Path) -> Image.Image:
 
 
 def _variants(img: Image.Image) -> list[Image.Image]:
+    from PIL import Image, ImageFilter, ImageOps
+
     gray = img.convert("L")
     out = [gray, ImageOps.autocontrast(gray, cutoff=1)]
     if max(gray.size) > BIG_IMAGE_SIDE:
@@ -104,6 +114,9 @@ def _variants(img: Image.Image) -> list[Image.Image]:
 
 def read_texts(img: Image.Image) -> list[str]:
     """The texts of the QR codes found in IMG (distinct, in the order found); [] if none."""
+    need("qr-images")
+    import zxingcpp
+
     formats = zxingcpp.barcode_formats_from_str("QRCode,MicroQRCode")
     for variant in _variants(img):
         found = zxingcpp.read_barcodes(variant, formats=formats)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.codes import Code, http_status
+from gateway.errors import StreembitError
+
 # WoT operation types the gateway serves, per affordance kind.
 PROPERTY_OPS = frozenset({"readproperty", "writeproperty", "observeproperty", "unobserveproperty"})
 ACTION_OPS = frozenset({"invokeaction"})
@@ -17,28 +20,6 @@ ACL_OP = {
     "unobserveproperty": "observeproperty",
     "unsubscribeevent": "subscribeevent",
     "readallproperties": "readproperty",
-}
-
-# Outcome codes -> HTTP status. Bindings that are not HTTP use the code itself.
-HTTP_STATUS = {
-    "ok": 200,
-    "bad_request": 400,
-    "invalid_input": 400,
-    "out_of_range": 400,
-    "read_only": 405,
-    "unauthenticated": 401,
-    "forbidden": 403,
-    "unknown_thing": 404,
-    "unknown_affordance": 404,
-    "unsupported_op": 405,
-    "too_large": 413,
-    "jammed": 409,
-    "sensor_fault": 503,
-    "driver_fault": 503,
-    "audit_unavailable": 503,
-    "busy": 503,  # e.g. another ACL install holds the install lock: retry
-    "storage_unavailable": 503,  # a file of the state folder could not be written
-    "rate_limited": 429,
 }
 
 
@@ -55,18 +36,24 @@ class Request:
 
 @dataclass(frozen=True)
 class Outcome:
-    code: str  # "ok" or an error code (see HTTP_STATUS)
+    code: str  # "ok" or an error code (gateway/codes.py)
     output: Any = None
     reason: str = ""
     rule: str = ""
 
+    @classmethod
+    def of_error(cls, exc: StreembitError, *, code: str | None = None, rule: str = "") -> Outcome:
+        """The refusal carrying EXC's code (or CODE) and its message as the reason."""
+        return cls(exc.code if code is None else code, reason=str(exc), rule=rule)
+
     @property
     def ok(self) -> bool:
-        return self.code == "ok"
+        return self.code == Code.OK
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500 if not self.ok else 200)
+        """The code's status in the registry (500 for an unregistered code)."""
+        return http_status(self.code)
 
     def error_body(self) -> dict[str, str]:
         return {"error": self.code, "reason": self.reason}

@@ -9,19 +9,24 @@ Order for every request:
    before the reply leaves. While the audit log is known to be failing, requests are refused
    (fail closed) and not attempted; if the write fails only after an action ran, the reply is
    503 audit_unavailable although the action happened (the failure is logged).
+
+Administrative requests (an ACL install, a claim, a transfer) take `admin`: the owner check
+(only the pinned owner may change the ACL: there are no admin keys), the same fail-closed rule
+and one audit record (gateway.requests.records, the only maker of audit records).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.acl import AclStore, Decision, decide
-from gateway.audit import AuditLog, AuditRecord
-from gateway.errors import AuditError, StreembitError
+from gateway.acl.install import TRANSIENT_OUTCOMES
+from gateway.audit import AuditLog
+from gateway.codes import Code
+from gateway.errors import AclError, AuditError, StreembitError
 from gateway.requests.model import (
     ACL_OP,
     ACTION_OPS,
@@ -31,6 +36,7 @@ from gateway.requests.model import (
     Outcome,
     Request,
 )
+from gateway.requests.records import request_record
 from gateway.text import clean
 from gateway.things import Thing
 from gateway.things.bus import Kind, Subscription
@@ -38,6 +44,10 @@ from gateway.things.bus import Kind, Subscription
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: An administrative action: returns (reply output, audit detail) or raises StreembitError.
+AdminAction = Callable[[], Awaitable[tuple[Any, str]]]
+#: The audit rule of an allowed ACL install.
+OWNER_RULE = "owner"
 
 
 def _utcnow() -> datetime:
@@ -130,7 +140,7 @@ class RequestProcessor:
             output = await self._dispatch(req)
             outcome = Outcome("ok", output=output, rule=d.rule)
         except StreembitError as exc:
-            outcome = Outcome(exc.code, reason=str(exc), rule=d.rule)
+            outcome = Outcome.of_error(exc, rule=d.rule)
         return await self._finish(req, outcome, allowed=True)
 
     async def open_stream(self, req: Request) -> tuple[Outcome, Subscription | None]:
@@ -165,8 +175,56 @@ class RequestProcessor:
         return await self._finish(req, outcome, allowed=False)
 
     async def audit_event(self, req: Request, detail: str) -> None:
-        """Audit an allowed administrative request (e.g. an ACL push) that bypassed `handle`."""
-        await self._finish(req, Outcome("ok", rule="owner"), allowed=True, detail=detail)
+        """Audit an allowed read that bypassed `handle` (a status page view)."""
+        await self._finish(req, Outcome(Code.OK, rule=OWNER_RULE), allowed=True, detail=detail)
+
+    # ------------------------------------------------------------------ admin
+    def is_owner(self, subject: str) -> bool:
+        """SUBJECT is the pinned owner (False while the gateway has none)."""
+        owner = self.acl.owner
+        return owner is not None and subject == owner.id
+
+    async def admin(
+        self, req: Request, action: AdminAction, *, rule: str, owner_only: bool = False
+    ) -> Outcome:
+        """Run an administrative request: the owner check (if OWNER_ONLY; otherwise ACTION
+        decides who may: a claim while unowned, a transfer by the current or the new owner),
+        fail closed while the audit log fails, ACTION, then ONE audit record (allowed with
+        RULE, or the refusal with ACTION's error code and message)."""
+        self.counters["requests"] += 1
+        if owner_only and not self.is_owner(req.subject):
+            reason = "only the owner can change the ACL"
+            refusal = Outcome(Code.FORBIDDEN, reason=reason, rule="owner-only")
+            return await self._finish(req, refusal, allowed=False)
+        if not self.audit.healthy and not await self.audit.recover():
+            refusal = Outcome(Code.AUDIT_UNAVAILABLE, reason="audit log unavailable")
+            return await self._finish(req, refusal, allowed=False)
+        try:
+            output, detail = await action()
+        except StreembitError as exc:
+            return await self._finish(req, Outcome.of_error(exc), allowed=False)
+        done = await self._finish(
+            req, Outcome(Code.OK, output, rule=rule), allowed=True, detail=detail
+        )
+        if done.code == Code.AUDIT_UNAVAILABLE:
+            return Outcome(Code.AUDIT_UNAVAILABLE, reason="done, but the audit log is unavailable")
+        return done
+
+    async def install_acl(self, req: Request, read: Callable[[], Awaitable[str]]) -> Outcome:
+        """Install the ACL that READ returns (owner only; READ runs after the owner check and
+        may refuse, e.g. `too_large`). Output: {"version", "grants"}."""
+
+        async def install() -> tuple[Any, str]:
+            text = await read()
+            try:  # the install lock and fsyncs: in a worker thread, never in the event loop
+                acl = await self.acl.install_async(text.strip())
+            except AclError as exc:
+                code = TRANSIENT_OUTCOMES.get(exc.code, Code.BAD_REQUEST)  # busy, disk: 503
+                raise AclError(f"{exc.code}: {exc}", code=code) from None
+            output = {"version": acl.version, "grants": len(acl.grants)}
+            return output, f"ACL version {acl.version} installed"
+
+        return await self.admin(req, install, rule=OWNER_RULE, owner_only=True)
 
     async def _dispatch(self, req: Request) -> Any:
         thing = self.things[req.thing]
@@ -194,20 +252,7 @@ class RequestProcessor:
     ) -> Outcome:
         if not outcome.ok:
             self.counters["denied" if outcome.code == "forbidden" else "errors"] += 1
-        # the audit log strips control characters and caps every field itself
-        rec = AuditRecord(
-            ts=time.time(),
-            subject=req.subject,
-            binding=req.binding,
-            op=req.op,
-            thing=req.thing,
-            affordance=req.name,
-            allowed=allowed,
-            rule=outcome.rule,
-            reason=outcome.code if outcome.ok else f"{outcome.code}: {outcome.reason}",
-            detail=detail,
-            request_id=req.request_id,
-        )
+        rec = request_record(req, outcome, allowed=allowed, detail=detail)
         try:
             await self.audit.append(rec)
         except AuditError as exc:

@@ -115,6 +115,11 @@ class Thing(abc.ABC):
     async def stop(self) -> None:
         """Put the device in its safe state and stop the driver. Never raises."""
 
+    def safe_state_problem(self) -> str | None:
+        """After stop(): why the device is not confirmed in its safe state (None: it is, or it
+        has none, like a sensor)."""
+        return None
+
     # -- interactions (names already checked to exist by the caller is NOT assumed)
     @abc.abstractmethod
     async def read_property(self, name: str) -> Any: ...

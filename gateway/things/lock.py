@@ -46,6 +46,7 @@ from device_drivers.base import Driver, Reading, Unsubscribe
 from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import LockSafety
 from gateway.errors import ThingError
+from gateway.tasks import TaskOwner, describe
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
 from gateway.things.io import bounded_read, bounded_write, now_iso, stop_driver
 
@@ -147,7 +148,7 @@ class Lock(Thing):
         self._door: bool | None = None  # last door contact value (True = closed)
         self._door_closed = asyncio.Event()
         self._op = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(f"lock {name}", self._task_died)
         self._relock: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._fault_task: asyncio.Task[None] | None = None
@@ -182,7 +183,7 @@ class Lock(Thing):
     async def stop(self) -> None:
         """Lock and stop the driver. Never raises (rule 1, rule 7)."""
         self._stopping = True
-        await self._cancel_tasks()
+        await self._tasks.close()
         acquired = False
         try:
             async with asyncio.timeout(self.safety.jam_timeout_s + STOP_GRACE_S):
@@ -200,6 +201,9 @@ class Lock(Thing):
         self._unsubs.clear()
         await stop_driver(self.driver, f"lock {self.name}")
         self._driver_up = False
+
+    def safe_state_problem(self) -> str | None:
+        return None if self._state == "locked" else (self._fault or self._state)
 
     # -- interactions
     async def read_property(self, name: str) -> Any:
@@ -225,7 +229,7 @@ class Lock(Thing):
             if self._stopping:  # checked under `_op`: nothing may follow stop()'s final lock
                 raise ThingError(f"{self.name} is shutting down", code="driver_fault")
             if name == "lock":
-                self._cancel(self._relock)
+                self._tasks.cancel(self._relock)
                 retry = self._state == "jammed"
                 await self._bring_up(actor)
                 return await self._drive(True, actor, "lock retry" if retry else "lock requested")
@@ -268,7 +272,7 @@ class Lock(Thing):
             raise
 
     async def _drive_once(self, locked: bool, actor: str, reason: str) -> LockState:
-        self._cancel(self._watch)
+        self._tasks.cancel(self._watch)
         try:
             await self._write("bolt", locked)
         except DriverError as exc:
@@ -320,8 +324,8 @@ class Lock(Thing):
 
     async def _fail_secure(self, reason: str, actor: str) -> None:
         """Command the bolt locked and enter `jammed` (rules 1 and 4)."""
-        self._cancel(self._relock)
-        self._cancel(self._watch)
+        self._tasks.cancel(self._relock)
+        self._tasks.cancel(self._watch)
         try:
             await self._write("bolt", True)
         except DriverError as exc:
@@ -398,7 +402,7 @@ class Lock(Thing):
 
     # -- auto-relock (rule 5)
     def _schedule_relock(self) -> None:
-        self._cancel(self._relock)
+        self._tasks.cancel(self._relock)
         if self.safety.auto_relock_s > 0:
             self._relock = self._spawn(self._auto_relock(), "auto-relock")
 
@@ -438,30 +442,11 @@ class Lock(Thing):
         return {"actor": actor, "reason": reason, "at": now_iso()}
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=f"lock-{self.name}-{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+        return self._tasks.spawn(coro, name=f"lock-{self.name}-{what}")
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None:  # a bug: treat like a crash, fail-secure (rule 1)
-            log.error("lock %s: task %s failed", self.name, task.get_name(), exc_info=exc)
-            self._fault_later(f"internal error in {task.get_name()}: {exc!r}")
-
-    @staticmethod
-    def _cancel(task: asyncio.Task[None] | None) -> None:
-        """Cancel TASK unless it is the caller (a relock that jams must not cancel itself)."""
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _cancel_tasks(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    def _task_died(self, name: str, exc: BaseException) -> None:
+        """A task of ours raised (logged by the owner): a bug, treated like a crash (rule 1)."""
+        self._fault_later(f"internal error in {name}: {describe(exc)}")
 
     async def _read(self, channel: str) -> Reading:
         return await bounded_read(self.driver, channel)

@@ -25,6 +25,7 @@ from device_drivers.base import Driver, Reading, Unsubscribe
 from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SensorSafety
 from gateway.errors import ConfigError, ThingError
+from gateway.tasks import TaskOwner
 from gateway.things.base import PropertySpec, Thing
 from gateway.things.io import bounded_read, stop_driver
 from gateway.things.resolution import resolution, rounded
@@ -84,7 +85,7 @@ class Sensor(Thing):
         self._published: dict[str, Any] = {}
         self._problems: dict[str, str] = {k: "no reading yet" for k in kinds}
         self._fault: str | None = self._fault_text()
-        self._poll_task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"sensor {name}")  # a poll loop that dies is logged, restarted
         self._unsubs: list[Unsubscribe] = []
 
     @property
@@ -105,14 +106,11 @@ class Sensor(Thing):
             for kind in self.safety.kinds:
                 self._unsubs.append(self.driver.subscribe(kind, self._on_reading))
         await self._poll_all()
-        self._poll_task = asyncio.create_task(self._poll(), name=f"sensor-{self.name}-poll")
+        self._tasks.keep_running(self._poll, name=f"sensor-{self.name}-poll")
 
     async def stop(self) -> None:
         """Stop polling and the driver. Never raises."""
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            await asyncio.gather(self._poll_task, return_exceptions=True)
-            self._poll_task = None
+        await self._tasks.close()
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()

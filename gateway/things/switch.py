@@ -27,6 +27,7 @@ from device_drivers.base import Driver, Reading, Unsubscribe
 from device_drivers.errors import DriverConfigError, DriverError
 from gateway.config.model import SwitchSafety
 from gateway.errors import ThingError
+from gateway.tasks import TaskOwner, describe
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing, check_value
 from gateway.things.io import IO_TIMEOUT_S, bounded_write, now_iso, stop_driver
 
@@ -85,8 +86,10 @@ class Switch(Thing):
         self._op = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._fault_task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"switch {name}", self._task_died)
         self._unsub: Unsubscribe | None = None
         self._stopping = False
+        self._stop_problem: str | None = None  # stop() could not set the safe state
 
     @property
     def properties(self) -> Mapping[str, PropertySpec]:
@@ -120,10 +123,8 @@ class Switch(Thing):
     async def stop(self) -> None:
         """Set the safe state and stop the driver. Never raises."""
         self._stopping = True
-        tasks = [t for t in (self._timer, self._fault_task) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stop_problem = None
+        await self._tasks.close()
         acquired = False
         try:  # let a running write finish so that nothing follows the safe-state write
             async with asyncio.timeout(IO_TIMEOUT_S + STOP_GRACE_S):
@@ -136,7 +137,8 @@ class Switch(Thing):
             self._apply(self.safety.safe_state, SYSTEM, "shutdown: safe state")
         except Exception as exc:
             log.exception("switch %s: safe state at stop failed", self.name)
-            self._set_fault(f"safe state at shutdown failed: {exc}")
+            self._stop_problem = f"safe state at shutdown failed: {exc}"
+            self._set_fault(self._stop_problem)
         finally:
             if acquired:
                 self._op.release()
@@ -144,6 +146,9 @@ class Switch(Thing):
             self._unsub()
             self._unsub = None
         await stop_driver(self.driver, f"switch {self.name}")
+
+    def safe_state_problem(self) -> str | None:
+        return self._stop_problem
 
     # -- interactions
     async def read_property(self, name: str) -> Any:
@@ -198,11 +203,10 @@ class Switch(Thing):
             self.changed("on", on)
         self.emit("switched", {"on": on, "actor": actor, "reason": reason, "at": now_iso()})
         if not on:
-            if self._timer is not None and self._timer is not asyncio.current_task():
-                self._timer.cancel()
+            self._tasks.cancel(self._timer)
             self._timer = None
         elif self.safety.max_on_s > 0 and self._timer is None and not self._stopping:
-            self._timer = asyncio.create_task(self._max_on(), name=f"switch-{self.name}-max-on")
+            self._timer = self._tasks.spawn(self._max_on(), name=f"switch-{self.name}-max-on")
 
     async def _fail_safe(self, reason: str, actor: str) -> None:
         self._set_fault(reason)
@@ -232,8 +236,16 @@ class Switch(Thing):
             return
         why = str(item) if isinstance(item, DriverError) else f"output reads {item.value!r}"
         if self._fault_task is None or self._fault_task.done():
-            self._fault_task = asyncio.create_task(
+            self._fault_task = self._tasks.spawn(
                 self._pushed_fault(why), name=f"switch-{self.name}-fault"
+            )
+
+    def _task_died(self, name: str, exc: BaseException) -> None:
+        """A task of ours raised (logged by the owner): a bug, so the safe state (rule 1)."""
+        if not self._stopping and (self._fault_task is None or self._fault_task.done()):
+            reason = f"internal error in {name}: {describe(exc)}"
+            self._fault_task = self._tasks.spawn(
+                self._pushed_fault(reason), name=f"switch-{self.name}-fault"
             )
 
     async def _pushed_fault(self, reason: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from gateway.config import MdnsConfig
+from gateway.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class MdnsAdvertiser:
         self.registered: list[str] = []  # full service names, once announced
         self._zc: Any = None
         self._infos: list[Any] = []
+        self._tasks = TaskOwner("mDNS")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -183,7 +185,7 @@ class MdnsAdvertiser:
                     server=self.server,
                 )
             )
-        self._task = asyncio.create_task(self._register(), name="mdns-register")
+        self._task = self._tasks.spawn(self._register(), name="mdns-register")
 
     async def _register(self) -> None:
         try:
@@ -201,17 +203,13 @@ class MdnsAdvertiser:
         log.info("mDNS: announced %d services on %s", len(self.registered), self.interfaces)
 
     async def wait_registered(self, timeout_s: float = REGISTER_TIMEOUT_S) -> list[str]:
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        if self._task is not None:  # asyncio.wait: neither the task's end nor a timeout raises
+            await asyncio.wait({self._task}, timeout=timeout_s)
         return list(self.registered)
 
     async def stop(self) -> None:
         """Withdraw every service (goodbye packets) and close. Never raises."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            # the task's CancelledError is collected; a cancellation of stop() still propagates
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.close()  # a cancellation of stop() itself still propagates
         if self._zc is None:
             return
         try:
@@ -224,6 +222,33 @@ class MdnsAdvertiser:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._zc.async_close(), CLOSE_TIMEOUT_S)
         self._zc = None
+
+
+async def announce(
+    cfg: MdnsConfig,
+    *,
+    http_host: str,
+    gateway_id: str,
+    name: str,
+    base_url: str,
+    things: Sequence[str],
+) -> MdnsAdvertiser | None:
+    """Start announcing a gateway as CFG says (None: mDNS is off there, or failed to start: the
+    LAN is optional, so a failure is logged and never stops the gateway)."""
+    interfaces = interfaces_for(cfg, http_host)
+    if not interfaces:
+        return None
+    announcements = plan(
+        gateway_id=gateway_id, name=cfg.name or name, base_url=base_url, things=things
+    )
+    adv = MdnsAdvertiser(interfaces, announcements, host_label(gateway_id))
+    try:
+        await adv.start()
+    except Exception as exc:
+        log.error("mDNS not started: %s", exc)
+        await adv.stop()
+        return None
+    return adv
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,16 @@ from functools import cache
 from importlib import resources
 from typing import Any, TypeGuard, cast
 
-from jsonschema import Draft7Validator, FormatChecker
-from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.validators import extend
-
 from gateway.errors import WotError
+from gateway.extras import MissingExtraError
+
+try:  # the `td-validation` extra: only the tests and Python API callers validate TDs
+    from jsonschema import Draft7Validator, FormatChecker
+    from jsonschema.exceptions import ValidationError, best_match
+    from jsonschema.validators import extend
+except ImportError:
+    raise MissingExtraError("td-validation", ["jsonschema"]) from None
+
 from gateway.jsonsafe import JsonInputError, check_tree
 from gateway.wot.jsonparse import TD_LIMITS, Problem, loads_strict, pointer
 

@@ -12,7 +12,7 @@ Routes (TD hrefs are relative to ``{base}/things/{name}/``):
   POST /things/{t}/actions/{a}                 invokeaction
   GET  /things/{t}/events/{e}                  subscribeevent, long-poll (HEAD answers at once)
   GET  /things/{t}/events/{e}/sse              subscribeevent, Server-Sent Events
-  PUT  /acl                                    install a new owner-signed ACL (owner or admin)
+  PUT  /acl                                    install a new owner-signed ACL (the owner only)
   GET  /status, /status.json, /metrics         status page and metrics (status.py), given `ops`
 """
 
@@ -27,10 +27,10 @@ from aiohttp import web
 
 from gateway import jsonsafe
 from gateway.acl import AclStore
-from gateway.acl.install import TRANSIENT_OUTCOMES
 from gateway.auth import Principal, TokenVerifier
 from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
-from gateway.errors import AclError, AuthError
+from gateway.codes import Code
+from gateway.errors import AuthError, RequestError
 from gateway.requests import Outcome, Request, RequestProcessor
 from gateway.text import clean
 
@@ -218,27 +218,14 @@ class HttpBinding:
         if isinstance(who, Outcome):
             return _error(who)
         req = Request(who.id, "aclpush", "", "acl", None, "http", who.jti)
-        owner = self.acl.owner
-        if owner is None or who.id != owner.id:
-            out = Outcome(
-                "forbidden", reason="only the owner can change the ACL", rule="owner-only"
-            )
-            return _error(await self.processor.reject(req, out))
-        raw = b""
-        async for chunk in request.content.iter_any():  # bodies may arrive in pieces (chunked)
-            raw += chunk
-            if len(raw) > ACL_MAX_BYTES:
-                break
-        if len(raw) > ACL_MAX_BYTES:
-            return _error(
-                await self.processor.reject(req, Outcome("too_large", reason="ACL too large"))
-            )
-        try:  # the install lock and fsyncs: in a worker thread, never in the event loop
-            acl = await self.acl.install_async(raw.decode("utf-8", "replace").strip())
-        except AclError as exc:
-            code = TRANSIENT_OUTCOMES.get(exc.code, "bad_request")  # busy, disk: 503
-            return _error(
-                await self.processor.reject(req, Outcome(code, reason=f"{exc.code}: {exc}"))
-            )
-        await self.processor.audit_event(req, f"ACL version {acl.version} installed")
-        return _json({"version": acl.version, "grants": len(acl.grants)})
+
+        async def read() -> str:  # only once the processor has checked the owner
+            raw = b""
+            async for chunk in request.content.iter_any():  # bodies may arrive in pieces
+                raw += chunk
+                if len(raw) > ACL_MAX_BYTES:
+                    raise RequestError("ACL too large", code=Code.TOO_LARGE)
+            return raw.decode("utf-8", "replace")
+
+        outcome = await self.processor.install_acl(req, read)
+        return _json(outcome.output) if outcome.ok else _error(outcome)

@@ -16,7 +16,6 @@ retained message), and `fault` says why. Nothing is accepted from the broker (se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -27,6 +26,7 @@ from device_drivers.companion.mqtt import MqttConnection
 from gateway.companion.broker import gateway_root, things_root
 from gateway.companion.discovery import discovery_messages
 from gateway.errors import StreembitError
+from gateway.tasks import TaskOwner
 from gateway.things.base import Thing
 from gateway.things.bus import Subscription
 
@@ -59,7 +59,7 @@ class MqttBinding:
         self.root = things_root(gateway_id)
         self.values: dict[str, bytes] = {}  # topic -> last retained payload
         self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("mqtt binding", logger=log)
         self.published = 0
 
     def topic(self, thing: str, kind: str, name: str) -> str:
@@ -82,19 +82,14 @@ class MqttBinding:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         self.conn.publish(status_topic(self.gateway_id), b"offline", retain=True)
         await self.conn.stop()
 
     def _watch(self, thing: Thing, kind: str, name: str) -> None:
         sub = thing.bus.subscribe("property" if kind == "property" else "event", name)
         self._subs.append(sub)
-        task = asyncio.create_task(self._pump(thing, kind, name, sub), name=f"mqtt-{thing.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._pump(thing, kind, name, sub), name=f"mqtt-{thing.name}-{name}")
 
     async def _pump(self, thing: Thing, kind: str, name: str, sub: Subscription) -> None:
         async for note in sub:

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from gateway.codes import Answer, Code, Scope
 from gateway.errors import MessageError
 from gateway.identity import KeyPair
-from gateway.messages import Opened, codes, open_sealed
+from gateway.messages import Opened, open_sealed
 from gateway.requests import Request
 from gateway.text import clean
 
 BINDING: Final = "p2p"
 #: The audit op of a frame refused before its operation could be read.
 UNOPENED_OP: Final = "message"
-#: Refusals raised only after the signature and every header check passed.
+#: Refusals raised only after the signature and every other check passed (time window,
+#: replay): the registry's message codes answered sealed.
 _AFTER_SIGNATURE: Final = frozenset(
-    {codes.EXPIRED, codes.NOT_YET_VALID, codes.REPLAYED, codes.REPLAY_CACHE_FULL}
+    c for c in Code.in_scope(Scope.MESSAGE) if c.answer is Answer.SEALED
 )
 #: Clock leeway of the second opening: wide enough to disable the time checks.
 _NO_TIME_CHECK_S: Final = 100 * 365 * 86_400

@@ -71,9 +71,3 @@ class P2PContext:
         self.conn_limiter = RateLimiter(lim.rate_per_s, lim.burst)
         self.addr_limiter = RateLimiter(lim.rate_per_s * lim.addr_share, lim.burst * lim.addr_share)
         self.peer_limiter = RateLimiter(lim.rate_per_s, lim.burst)
-
-
-def log_failure(task: asyncio.Task[None]) -> None:
-    """Done-callback of the binding's tasks: log an unexpected exception (and retrieve it)."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("task %s failed", task.get_name(), exc_info=exc)

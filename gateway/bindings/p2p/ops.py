@@ -8,31 +8,31 @@
   also when there was none: stopping is idempotent).
 - things, td: Thing metadata, for the owner and for peers the ACL knows; `things` lists the
   Things the peer has at least one grant on, `td` refuses the others. Refusals are audited.
-- aclpush: owner only, as in the HTTP binding (`PUT /acl`): install, then audit.
+- aclpush, claim, transfer: `RequestProcessor.admin` (the owner check, fail closed while the
+  audit log fails, one audit record), as `PUT /acl` in the HTTP binding.
+- aclpush: owner only: install (a compare-and-swap under the install lock).
 - claim: only while the gateway has no owner; the input proves the one-time setup code
   (gateway.provisioning.claim); the sender's key is pinned as owner. Wrong codes are counted
   and lock claiming for a growing time.
 - transfer: a statement signed by the current owner naming this gateway and the new owner key
   (gateway.provisioning.transfer), sent by the current or the new owner.
-Every claim and transfer, refused or done, is audited (the proof and statement are not).
+Every admin request, refused or done, is audited (the ACL, proof and statement are not).
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Final
 
-from gateway.acl.install import TRANSIENT_OUTCOMES
-from gateway.audit import AuditRecord
 from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.streams import EventPush, StreamKey
-from gateway.errors import AclError, AuditError, ProvisioningError
+from gateway.codes import Code
 from gateway.messages import Opened
 from gateway.peer import wire
 from gateway.provisioning.claim import process_claim
 from gateway.provisioning.setup_code import SetupCodeStore
 from gateway.provisioning.transfer import process_transfer
 from gateway.requests import Outcome, Request
+from gateway.requests.processor import AdminAction
 from gateway.text import clean
 from gateway.things.bus import Kind
 
@@ -51,23 +51,6 @@ _VISIBLE_OPS: Final = {
     "properties": ("readproperty", "writeproperty", "observeproperty"),
     "actions": ("invokeaction",),
     "events": ("subscribeevent",),
-}
-#: Status of each provisioning refusal (others: 400; the codes: docs/provisioning.md).
-_PROVISIONING_STATUS: Final = {
-    "already_owned": 409,
-    "no_setup_code": 409,
-    "setup_code_used": 409,
-    "bad_setup_code": 403,
-    "claim_locked": 429,
-    "not_owned": 409,
-    "transfer_forbidden": 403,
-    "transfer_not_owner": 403,
-    "transfer_bad_signature": 403,
-    "transfer_replayed": 409,
-    "owner_changed": 409,
-    "busy": 503,
-    "state_io": 503,
-    "setup_state_damaged": 503,
 }
 
 
@@ -116,7 +99,7 @@ class Operations:
         key: StreamKey = (req.subject, STREAM_KIND[req.op], req.thing, req.name)
         if key not in session.streams and len(session.streams) >= self.ctx.limits.max_streams:
             reason = "too many subscriptions on this connection"
-            await self._refuse(msg, Outcome(wire.RATE_LIMITED, reason=reason))
+            await self._refuse(msg, Outcome(Code.RATE_LIMITED, reason=reason))
             return
         outcome, sub = await self.ctx.processor.open_stream(req)
         if sub is None:
@@ -146,10 +129,9 @@ class Operations:
         return self.ctx.acl.key_for(subject) is not None
 
     def _visible(self, subject: str, thing_name: str) -> bool:
-        owner = self.ctx.acl.owner
-        if owner is not None and subject == owner.id:
-            return True
         processor = self.ctx.processor
+        if processor.is_owner(subject):
+            return True
         thing = processor.things.get(thing_name)
         if thing is None:
             return False
@@ -189,73 +171,23 @@ class Operations:
         else:
             await self.session.answer(msg, Outcome("ok", output=tds[name]), wire.OK)
 
-    # ------------------------------------------------------------------- ACL
+    # ------------------------------------------------- ACL and provisioning
+    async def _admin(self, msg: Opened, action: AdminAction, rule: str) -> None:
+        outcome = await self.ctx.processor.admin(admission.request_of(msg), action, rule=rule)
+        await self.session.answer(msg, outcome, wire.OK)
+
     async def _aclpush(self, msg: Opened) -> None:
-        acl, processor = self.ctx.acl, self.ctx.processor
+        async def read() -> str:
+            text: str = msg.claims["input"]  # a string: checked by open_sealed
+            return text
+
         req = admission.request_of(msg)
-        owner = acl.owner
-        if owner is None or req.subject != owner.id:
-            reason = "only the owner can change the ACL"
-            await self._refuse(msg, Outcome("forbidden", reason=reason, rule="owner-only"))
-            return
-        text = msg.claims["input"]  # a string: checked by open_sealed
-        try:  # the install lock and fsyncs: in a worker thread, never in the event loop
-            installed = await acl.install_async(text.strip())
-        except AclError as exc:
-            code = TRANSIENT_OUTCOMES.get(exc.code, "bad_request")  # busy, disk: 503
-            await self._refuse(msg, Outcome(code, reason=f"{exc.code}: {exc}"))
-            return
-        await processor.audit_event(req, f"ACL version {installed.version} installed")
-        output = {"version": installed.version, "grants": len(installed.grants)}
-        await self.session.answer(msg, Outcome("ok", output=output), wire.OK)
-
-    # ---------------------------------------------------------- provisioning
-    async def _provisioning_refused(self, msg: Opened, exc: ProvisioningError) -> None:
-        req = admission.request_of(msg)
-        outcome = await self.ctx.processor.reject(req, Outcome(exc.code, reason=str(exc)))
-        if outcome.code == "audit_unavailable":
-            status = outcome.http_status
-        else:  # malformed claims and statements: 400
-            status = _PROVISIONING_STATUS.get(outcome.code, 400)
-        await self.session.send_error(
-            msg.sender, outcome.code, outcome.reason, re=msg.jti, status=status
-        )
-
-    async def _provisioning_done(self, msg: Opened, rule: str, detail: str, output: Any) -> None:
-        rec = AuditRecord(
-            ts=time.time(),
-            subject=msg.sender.id,
-            binding=admission.BINDING,
-            op=msg.claims["op"],
-            thing="",
-            affordance="owner",
-            allowed=True,
-            rule=rule,
-            reason="ok",
-            detail=detail,
-            request_id=msg.jti,
-        )
-        try:
-            await self.ctx.processor.audit.append(rec)
-        except AuditError:
-            reason = "done, but the audit log is unavailable"
-            await self.session.send_error(
-                msg.sender, "audit_unavailable", reason, re=msg.jti, status=503
-            )
-            return
-        await self.session.answer(msg, Outcome("ok", output=output), wire.OK)
-
-    def _audit_down(self) -> ProvisioningError | None:
-        if self.ctx.processor.audit.healthy:
-            return None
-        return ProvisioningError("audit log unavailable", code="audit_unavailable")
+        await self.session.answer(msg, await self.ctx.processor.install_acl(req, read), wire.OK)
 
     async def _claim(self, msg: Opened) -> None:
         ctx = self.ctx
-        try:
-            down = self._audit_down()
-            if down is not None:
-                raise down
+
+        async def claim() -> tuple[Any, str]:
             process_claim(
                 ctx.acl,
                 SetupCodeStore(ctx.acl.state_dir),
@@ -264,31 +196,23 @@ class Operations:
                 jti=msg.jti,
                 claim=msg.claims["input"],
             )
-        except ProvisioningError as exc:
-            await self._provisioning_refused(msg, exc)
-            return
-        output = {"owner": msg.sender.id, "gateway": ctx.identity.id}
-        await self._provisioning_done(
-            msg, "setup-code", f"claimed: owner {msg.sender.id} pinned", output
-        )
+            output = {"owner": msg.sender.id, "gateway": ctx.identity.id}
+            return output, f"claimed: owner {msg.sender.id} pinned"
+
+        await self._admin(msg, claim, "setup-code")
 
     async def _transfer(self, msg: Opened) -> None:
         ctx = self.ctx
-        try:
-            down = self._audit_down()
-            if down is not None:
-                raise down
+
+        async def transfer() -> tuple[Any, str]:
             st = process_transfer(
                 ctx.acl,
                 gateway_id=ctx.identity.id,
                 sender=msg.sender,
                 statement=msg.claims["input"],
             )
-        except ProvisioningError as exc:
-            await self._provisioning_refused(msg, exc)
-            return
-        new = st.new_owner.id
-        output = {"owner": new, "previous": st.previous, "gateway": ctx.identity.id}
-        await self._provisioning_done(
-            msg, "owner-statement", f"owner {st.previous} -> {new}; ACL cleared", output
-        )
+            new = st.new_owner.id
+            output = {"owner": new, "previous": st.previous, "gateway": ctx.identity.id}
+            return output, f"owner {st.previous} -> {new}; ACL cleared"
+
+        await self._admin(msg, transfer, "owner-statement")

@@ -28,9 +28,11 @@ from gateway.bindings.p2p.context import (
     TdSource,
 )
 from gateway.bindings.p2p.session import CLOSE_TIMEOUT_S, PeerSession
+from gateway.codes import Code
 from gateway.identity import KeyPair
 from gateway.peer import wire
 from gateway.requests import RequestProcessor
+from gateway.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class P2PBinding:
         self._per_addr: Counter[str] = Counter()
         self._serial = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self._purge: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("p2p binding", logger=log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
 
@@ -96,7 +98,7 @@ class P2PBinding:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"ws://{host}:{port}{self.path}"
         self.ctx.acl.on_change.append(self._on_acl_change)
-        self._purge = asyncio.create_task(self._purge_replay(), name="p2p-replay-purge")
+        self._tasks.keep_running(self._purge_replay, name="p2p-replay-purge")
         self._accepting = True
         log.info("P2P binding listening on %s", self.url)
 
@@ -105,10 +107,7 @@ class P2PBinding:
         self._accepting = False
         with contextlib.suppress(ValueError):
             self.ctx.acl.on_change.remove(self._on_acl_change)
-        purge, self._purge = self._purge, None
-        if purge is not None:
-            purge.cancel()
-            await asyncio.wait({purge})
+        await self._tasks.close()
         await self._close_sessions()
         await self._drain_requests()
         runner, self._runner = self._runner, None
@@ -166,7 +165,7 @@ class P2PBinding:
         refusal = self._admit(addr)
         if refusal is not None:
             log.warning("P2P connection from %s refused: %s", addr, refusal)
-            return web.json_response({"error": wire.RATE_LIMITED, "reason": refusal}, status=503)
+            return web.json_response({"error": Code.RATE_LIMITED, "reason": refusal}, status=503)
         ws = web.WebSocketResponse(
             max_msg_size=wire.HARD_FRAME_BYTES,
             heartbeat=self.ctx.limits.heartbeat_s,

@@ -25,14 +25,16 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.bindings.p2p import admission
-from gateway.bindings.p2p.context import P2PContext, log_failure
+from gateway.bindings.p2p.context import P2PContext
 from gateway.bindings.p2p.ops import ONE_SHOT, Operations
 from gateway.bindings.p2p.streams import EventPush, StreamKey
+from gateway.codes import Code
 from gateway.errors import MessageError
 from gateway.identity import PublicIdentity
 from gateway.messages import Opened, codes, open_sealed, seal
 from gateway.peer import wire
 from gateway.requests import Outcome, Request
+from gateway.tasks import TaskOwner
 from gateway.text import clean
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ class PeerSession:
         self.label = f"p2p-{serial}"
         self.streams: dict[StreamKey, EventPush] = {}
         self.closing = False
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()  # one-shot requests (for the limits)
+        self.tasks = TaskOwner(self.label, logger=log)  # requests and event pushes
         self._send_lock = asyncio.Lock()
         self._flood_run = 0  # consecutive frames refused by the connection/address limit
         self._last_limit_audit = -LIMIT_AUDIT_INTERVAL_S
@@ -110,12 +113,11 @@ class PeerSession:
         if busy or self.closing:
             coro.close()
             return False
-        task = asyncio.create_task(coro, name=f"{self.label}-{what}")
+        task = self.tasks.spawn(coro, name=f"{self.label}-{what}")
         self._inflight.add(task)
         self.ctx.requests.add(task)
         task.add_done_callback(self._inflight.discard)
         task.add_done_callback(self.ctx.requests.discard)
-        task.add_done_callback(log_failure)
         return True
 
     def wake_streams(self) -> None:
@@ -144,7 +146,7 @@ class PeerSession:
         if not ctx.peer_limiter.allow(msg.sender.id):
             await self._audit_limited(admission.request_of(msg), "peer over its message rate")
             await self.send_error(
-                msg.sender, wire.RATE_LIMITED, "too many messages from this peer", re=msg.jti
+                msg.sender, Code.RATE_LIMITED, "too many messages from this peer", re=msg.jti
             )
             return True
         await self._serve(msg)
@@ -156,7 +158,7 @@ class PeerSession:
             if not self.spawn(self._ops.dispatch(msg), f"{op}-{msg.jti[:8]}"):
                 await self._audit_limited(admission.request_of(msg), "too many requests in flight")
                 await self.send_error(
-                    msg.sender, wire.RATE_LIMITED, "too many requests in flight", re=msg.jti
+                    msg.sender, Code.RATE_LIMITED, "too many requests in flight", re=msg.jti
                 )
             return
         await self._ops.dispatch(msg)
@@ -168,7 +170,7 @@ class PeerSession:
             log.warning("%s from %s: flooding, disconnected", self.label, self.addr)
             await self.close(WSCloseCode.POLICY_VIOLATION)
             return False
-        await self.send_text(wire.plain_error(wire.RATE_LIMITED, frame))
+        await self.send_text(wire.plain_error(Code.RATE_LIMITED, frame))
         return True
 
     async def _refused(self, frame: str, exc: MessageError) -> None:
@@ -193,7 +195,7 @@ class PeerSession:
         if now - self._last_limit_audit < LIMIT_AUDIT_INTERVAL_S:
             return
         self._last_limit_audit = now
-        await self.ctx.processor.reject(req, Outcome(wire.RATE_LIMITED, reason=reason))
+        await self.ctx.processor.reject(req, Outcome(Code.RATE_LIMITED, reason=reason))
 
     # ------------------------------------------------------------------- sending
     async def send_text(self, text: str) -> bool:
@@ -223,7 +225,7 @@ class PeerSession:
             log.error("%s: cannot seal a %s: %s", self.label, typ, clean(str(exc), 200))
             if typ != "reply":
                 return True
-            code = exc.code if isinstance(exc, MessageError) else "internal"
+            code = exc.code if isinstance(exc, MessageError) else Code.INTERNAL
             return await self.send_error(to, code, "the answer could not be sealed", re=body["re"])
         return await self.send_text(token)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final
 
-from gateway.bindings.p2p.context import log_failure
 from gateway.identity import PublicIdentity
 from gateway.requests import Request
 from gateway.things.bus import Kind, Notification, Subscription
@@ -51,8 +50,7 @@ class EventPush:
     def start(self) -> None:
         """Start delivering (after the subscribing request was answered)."""
         name = f"{self.session.label}-push-{self.sub.kind}-{self.re[:8]}"
-        self.task = asyncio.create_task(self._run(), name=name)
-        self.task.add_done_callback(log_failure)
+        self.task = self.session.tasks.spawn(self._run(), name=name)
 
     def wake(self) -> None:
         """Re-check the ACL now (the ACL changed)."""
