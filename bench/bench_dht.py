@@ -390,10 +390,7 @@ async def main(argv: list[str] | None = None) -> int:
         targets.extend(check_targets(n, results))
     if not args.no_flood:
         targets.extend(await bench_dht_flood.run(args))
-    print("\nTargets (validating DHT):")
-    for line in targets:
-        print(f"   {line}")
-    return 0
+    return bench_dht_flood.print_targets(targets)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Drives, one after the other (never at once, so they do not share the CPU):
   gateway/invoke  POST /things/front-door/actions/lock              (bearer JWT, ACL, audit)
   node-wot/read   GET  .../thermostat/properties/temperature        (nosec, node-wot 0.9.2)
 
-For each: p50 / p99 latency, throughput, server CPU per request (utime+stime of the server process
+For each: p50 / p99 latency, throughput, p50 / p99 one request at a time (c=1, after the
+concurrent phase, not in the CPU figure), server CPU per request (utime+stime of the server process
 from /proc/PID/stat around the measured phase), server RSS after the load (VmRSS) and start-up
 time (spawn to ready line). The load generator is one aiohttp client with N concurrent
 connections, a fixed request count and a time bound.
@@ -48,6 +49,7 @@ NODEWOT_REF = ROOT / "bench" / "nodewot_reference.js"
 INTEROP_DIR = ROOT / "tests" / "interop"
 
 TARGET_RSS_MB = 60.0
+C1_REQUESTS = 1000  # sequential requests per target after the concurrent phase (c=1 latency)
 TARGET_READY_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -230,6 +232,8 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
+    c1_p50_ms: float = float("nan")  # one request at a time (no queueing): the path's latency
+    c1_p99_ms: float = float("nan")
     rps: float = float("nan")
     cpu_per_req_ms: float = float("nan")
     rss_mb: float = float("nan")
@@ -292,6 +296,17 @@ async def load(
         res.wall_s = time.perf_counter() - t0
         cpu1 = proc_cpu_seconds(server.pid)
 
+        # then one request at a time: latency without queueing behind other connections
+        c1: list[float] = []
+        for _ in range(min(requests, C1_REQUESTS)):
+            dt, err = await one()
+            if err is None:
+                c1.append(dt)
+        if c1:
+            c1.sort()
+            res.c1_p50_ms = statistics.median(c1) * 1000
+            res.c1_p99_ms = c1[min(len(c1) - 1, int(0.99 * len(c1)))] * 1000
+
     res.truncated = res.requests < requests
     res.rss_mb = proc_rss_mb(server.pid)
     if latencies:
@@ -318,7 +333,8 @@ def verdict(ok: bool) -> str:
 def report(results: list[Result], cpu_tick_ms: float) -> list[str]:
     head = (
         f"{'target':<16} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'req/s':>8} {'CPU/req ms':>10} {'RSS MB':>7} {'ready s':>7}"
+        f"{'req/s':>8} {'CPU/req ms':>10} {'RSS MB':>7} {'ready s':>7} "
+        f"{'c=1 p50':>8} {'c=1 p99':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -326,7 +342,7 @@ def report(results: list[Result], cpu_tick_ms: float) -> list[str]:
         lines.append(
             f"{r.label:<16} {r.requests:>8} {errs:>6} {fmt(r.p50_ms):>8} {fmt(r.p99_ms):>8} "
             f"{fmt(r.rps, 0):>8} {fmt(r.cpu_per_req_ms, 3):>10} {fmt(r.rss_mb, 1):>7} "
-            f"{fmt(r.ready_s):>7}"
+            f"{fmt(r.ready_s):>7} {fmt(r.c1_p50_ms):>8} {fmt(r.c1_p99_ms):>8}"
             + (f"   {r.note}" if r.note else "")
             + (f"   errors: {r.errors}" if r.errors else "")
             + ("   (time bound hit)" if r.truncated else "")
@@ -339,7 +355,12 @@ def report(results: list[Result], cpu_tick_ms: float) -> list[str]:
         lines.append(
             f"  gateway CPU per read {fmt(gw_read.cpu_per_req_ms, 3)} ms "
             f"<= node-wot CPU per open read {fmt(nw_read.cpu_per_req_ms, 3)} ms: "
-            f"{verdict(gw_read.cpu_per_req_ms <= nw_read.cpu_per_req_ms)}"
+            f"{verdict(gw_read.cpu_per_req_ms <= nw_read.cpu_per_req_ms)} "
+            f"({gw_read.cpu_per_req_ms / nw_read.cpu_per_req_ms:.2f}x)"
+        )
+        lines.append(
+            f"  (not a target) p50 at c=1: gateway {fmt(gw_read.c1_p50_ms)} ms, node-wot "
+            f"{fmt(nw_read.c1_p50_ms)} ms ({gw_read.c1_p50_ms / nw_read.c1_p50_ms:.2f}x)"
         )
     else:
         lines.append("  gateway CPU per read <= node-wot CPU per open read: not measured")

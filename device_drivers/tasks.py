@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from device_drivers.backoff import Backoff
+from device_drivers.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ CoroFactory = Callable[[], Coroutine[Any, Any, None]]
 
 def describe(exc: BaseException, cap: int = DESCRIBE_CAP) -> str:
     """EXC as one short printable line, "Type: message" (it may quote a device's bytes)."""
-    text = f"{type(exc).__name__}: {exc}"
-    text = " ".join(text[: cap * 2].split())
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= cap else text[: cap - 1] + "…"
+    return clean(f"{type(exc).__name__}: {exc}", cap, fold=True)
 
 
 class TaskOwner:

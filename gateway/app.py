@@ -27,7 +27,7 @@ from aiohttp import web
 from device_drivers.backoff import Backoff
 from gateway import jsonsafe
 from gateway.acl import AclStore
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.auth import TokenVerifier
 from gateway.bindings.http import HttpBinding
 from gateway.bindings.mqtt import MqttBinding
@@ -132,7 +132,7 @@ class Gateway:
         identity = state.load_identity(create=create_key)
         state.lock()
         acl = AclStore(state.path, identity.id)
-        audit = AuditLog.open(state.path / "audit.sqlite3")
+        audit = AuditLog.open(state.path / AUDIT_FILE)
         inject = inject or {}
         companion = CompanionSetup(config, state, identity.id)
         try:  # pre-flight: drivers, pins, ports, device files; nothing opened yet

@@ -4,7 +4,7 @@ Layout (all files written atomically):
   gateway.key       the gateway's private key (PKCS#8 PEM, 0600); gateway.key.pub beside it
   owner.pub         the pinned owner's public key (written by `provision`)
   acl.jws           the installed owner-signed ACL
-  audit.sqlite3     the append-only audit log
+  audit.sqlite3     the append-only audit log (audit.sqlite3.journal: its durable append journal)
   thing-settings.json  writable Thing settings saved at shutdown
   running.json      written by a running gateway: pid, addresses, the config it loaded
   VERSION           state schema version (STATE_VERSION); older folders are migrated forward
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gateway.audit import AUDIT_FILE
 from gateway.errors import IdentityError, StreembitError
 from gateway.identity import KeyPair, generate_keypair, load_keypair, write_keypair
 from gateway.storage import atomic_write_text
@@ -47,16 +48,17 @@ LOCK_FILE: Final = ".lock"
 PRIVATE_FILES: Final = (
     KEY_FILE,
     "acl.jws",
-    "audit.sqlite3",
-    "audit.sqlite3-wal",
-    "audit.sqlite3-shm",
+    AUDIT_FILE,
+    f"{AUDIT_FILE}-wal",
+    f"{AUDIT_FILE}-shm",
+    f"{AUDIT_FILE}.journal",  # gateway.audit.journal: records not yet imported into SQLite
     "thing-settings.json",
     "running.json",
 )
 #: Public files: 0644.
 PUBLIC_FILES: Final = ("gateway.key.pub", "owner.pub", VERSION_FILE)
 #: Files whose presence marks a folder that was used before VERSION files existed.
-_LEGACY_MARKERS: Final = (KEY_FILE, "owner.pub", "acl.jws", "audit.sqlite3")
+_LEGACY_MARKERS: Final = (KEY_FILE, "owner.pub", "acl.jws", AUDIT_FILE)
 
 
 class StateError(StreembitError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +13,14 @@ from gateway.app import Gateway
 from gateway.identity import generate_keypair, write_keypair
 from gateway.state import StateDir
 from tests.helpers import ALL_OPS, Running, World, demo_config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_contact_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`streembit-peer` caches contact records under $XDG_CACHE_HOME: never the user's own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,26 +18,13 @@ from gateway.config import load_config
 from gateway.errors import ConfigError, IdentityError
 from gateway.identity import generate_keypair, load_public, write_keypair
 from gateway.ops import doctor
+from tests.helpers import GW, PEER, one_error_line
+from tests.helpers import run_cli as run
 
-BIN = Path(sys.executable).parent
-GW = str(BIN / "streembit-gateway")
-PEER = str(BIN / "streembit-peer")
 ELSEWHERE = "198.51.100.77"  # TEST-NET-2: an address of no machine here
 A_ID = "A" * 43
 DEEP = "[" * 3000
 LONG = "9" * 5000
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def config(tmp_path: Path, gateway: str = "", http: str = "", p2p: str = "") -> Path:

@@ -8,8 +8,8 @@ import json
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +26,15 @@ from gateway.p2p.records import MAX_RECORD_BYTES, RECORD_TYP
 from gateway.p2p.rpc import REQUEST, RESPONSE, AdaptiveTimeout, pack
 from gateway.p2p.settings import DhtSettings
 from gateway.p2p.storage import RecordStorage
+from tests.helpers import dht_network
 
 # Loopback peers answer in well under a millisecond; a short cap keeps dead-peer tests quick.
 FAST_TIMEOUT = 0.3
 
 
-@asynccontextmanager
-async def network(n: int = 25, **kw: Any) -> AsyncIterator[list[DhtNode]]:
+def network(n: int = 25, **kw: Any) -> AbstractAsyncContextManager[list[DhtNode]]:
     kw.setdefault("rpc_timeout", FAST_TIMEOUT)
-    first = DhtNode(**kw)
-    await first.start()
-    nodes = [first]
-    try:
-        for _ in range(n - 1):
-            node = DhtNode(bootstrap=[first.address], **kw)
-            await node.start()
-            nodes.append(node)
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.stop()
+    return dht_network(n, **kw)
 
 
 def contact(kp: KeyPair, seq: int = 1, *, ttl: int = 600, now: float | None = None) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -18,6 +18,7 @@ from gateway.p2p.node import Node
 from gateway.p2p.records import RecordCache
 from gateway.p2p.sources import source_key
 from gateway.p2p.storage import LOCAL_SOURCE, RecordStorage
+from tests.helpers import dht_network
 
 
 async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -40,21 +41,11 @@ def _dist(a: bytes, b: bytes) -> int:
     return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
 
 
-@asynccontextmanager
-async def network(
+def network(
     n: int, settings: DhtSettings = PER_ADDRESS, base: int = 10
-) -> AsyncIterator[list[DhtNode]]:
-    nodes: list[DhtNode] = []
-    try:
-        for i in range(n):
-            boot = [nodes[0].address] if nodes else []
-            node = DhtNode(f"127.0.0.{base + i}", 0, bootstrap=boot, settings=settings)
-            await node.start()
-            nodes.append(node)
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.stop()
+) -> AbstractAsyncContextManager[list[DhtNode]]:
+    """N nodes on 127.0.0.BASE, 127.0.0.BASE+1, ... (one address each)."""
+    return dht_network(n, lambda i: f"127.0.0.{base + i}", settings=settings)
 
 
 # -- sources ------------------------------------------------------------------------------------

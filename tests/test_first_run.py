@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,23 +20,8 @@ import pytest
 from device_drivers.registry import create_driver
 from gateway.ops import doctor
 from gateway.things.resolution import resolution, rounded
-
-BIN = Path(sys.executable).parent
-GW = str(BIN / "streembit-gateway")
-PEER = str(BIN / "streembit-peer")
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
+from tests.helpers import GW, PEER, one_error_line
+from tests.helpers import run_cli as run
 
 
 @contextmanager

@@ -7,45 +7,27 @@ real interface. Without unshare or ip this test fails and says what to install."
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from gateway.cli.discover import group, human
 from gateway.config import MdnsConfig
 from gateway.wot.mdns import Found, host_label, interfaces_for, plan
+from tests.netns.unshared import run_unshared
 
 INNER = Path(__file__).parent / "netns" / "mdns_checks.py"
 NETNS_TIMEOUT_S = 90.0
 
 
 def test_mdns_inside_a_private_network_namespace() -> None:
-    unshare, ip = shutil.which("unshare"), shutil.which("ip")
-    if unshare is None or ip is None:
-        pytest.fail(
-            "the mDNS tests need `unshare` (util-linux) and `ip` (iproute2) to make a network "
-            "namespace of their own: apt-get install util-linux iproute2",
-            pytrace=False,
-        )
-    ns = ["-n"] if os.geteuid() == 0 else ["-r", "-n"]  # unprivileged: a user namespace too
-    script = f'{ip} link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
-    proc = subprocess.run(
-        [unshare, *ns, "sh", "-c", script, sys.executable, str(INNER)],
+    proc = run_unshared(
+        'exec "$0" -m pytest -q -p no:cacheprovider "$1"',
+        [sys.executable, str(INNER)],
+        who="the mDNS tests",
         env=dict(os.environ, STREEMBIT_NETNS="1"),
-        capture_output=True,
-        text=True,
         timeout=NETNS_TIMEOUT_S,
         cwd=Path(__file__).parents[1],
     )
-    if proc.returncode != 0 and "unshare failed" in proc.stderr:
-        pytest.fail(
-            f"cannot create a network namespace ({proc.stderr.strip()}); the mDNS tests need "
-            "root or unprivileged user namespaces",
-            pytrace=False,
-        )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
 

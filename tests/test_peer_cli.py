@@ -5,22 +5,17 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-GW = str(BIN / "streembit-gateway")
-PEER = str(BIN / "streembit-peer")
+from tests.helpers import GW, PEER, run_cli
+from tests.helpers import provision_cli as provision
 
 
 def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+    return run_cli(*args, ok=ok)
 
 
 def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -37,17 +32,7 @@ def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[dict[str, str]]:
-    st, k = tmp_path / "st", tmp_path / "k"
-    k.mkdir()
-    gw_id = json.loads(run(GW, "init", "--state", str(st), "--json").stdout)["id"]
-    for who in ("owner", "alice", "mallory"):
-        run(PEER, "keygen", "--key", str(k / who))
-    run(GW, "provision", "--state", str(st), "--owner-key", str(k / "owner.pub"))
-    acl = str(k / "acl.jws")
-    run(PEER, "acl", "grant", "--key", str(k / "owner"), "--acl", acl, "--gateway", gw_id,
-        "--subject", str(k / "alice.pub"), "--things", "*",
-        "--ops", "readproperty,invokeaction,subscribeevent")  # fmt: skip
-    run(GW, "acl", "apply", "--state", str(st), acl)
+    gw_id, st, k, acl = provision(tmp_path, "readproperty,invokeaction,subscribeevent")
     seed, seed_info = start(PEER, "node", "--dht-port", "0", "--json")
     gw, gw_info = start(GW, "demo", "--state", str(st), "--http-port", "0", "--ws-port", "0",
                         "--dht-port", "0", "--bootstrap", seed_info["dht"], "--json")  # fmt: skip

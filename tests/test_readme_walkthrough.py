@@ -16,10 +16,8 @@ what is missing; it never skips.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,8 +25,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -162,33 +158,16 @@ def inside() -> None:
 
 
 def run_in_namespace(job: dict[str, Any]) -> dict[str, Any]:
-    tools = {name: shutil.which(name) for name in ("unshare", "ip", "mount")}
-    missing = [name for name, path in tools.items() if path is None]
-    if missing:
-        pytest.fail(
-            f"the README walkthrough needs {', '.join(missing)} to make a namespace of its own: "
-            "apt-get install util-linux iproute2",
-            pytrace=False,
-        )
-    ns = ["-n", "-m"] if os.geteuid() == 0 else ["-r", "-n", "-m"]
-    wrapper = (
-        f"{tools['ip']} link set lo up && {tools['mount']} -t tmpfs -o mode=1777 tmpfs /tmp && "
-        'exec "$0" "$1" --inside'
-    )
-    proc = subprocess.run(
-        [str(tools["unshare"]), *ns, "sh", "-c", wrapper, sys.executable, __file__],
+    from tests.netns.unshared import run_unshared  # here: the --inside run has no `tests`
+
+    proc = run_unshared(
+        'exec "$0" "$1" --inside',
+        [sys.executable, __file__],
+        who="the README walkthrough tests",
+        mount=True,
         input=json.dumps(job),
-        capture_output=True,
-        text=True,
         timeout=READY_TIMEOUT_S + RUN_TIMEOUT_S + 60,
-        check=False,
     )
-    if proc.returncode != 0 and "unshare failed" in proc.stderr:
-        pytest.fail(
-            f"cannot create a network and mount namespace ({proc.stderr.strip()}): the README "
-            "walkthrough needs root or unprivileged user namespaces",
-            pytrace=False,
-        )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     result: dict[str, Any] = json.loads(proc.stdout)
     return result

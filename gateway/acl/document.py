@@ -8,11 +8,8 @@ gateway, which version) and maps every refusal to a distinct `AclError` code.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
-import re
 import time
 from typing import Any, Final
 
@@ -21,6 +18,8 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jws import JWSRegistry
 
 from gateway.acl.model import ACL_TYP, MAX_ACL_BYTES, Acl, Grant
+from gateway.b64 import b64url_decode
+from gateway.compact import peek_header
 from gateway.errors import AclError
 from gateway.identity import KeyPair, PublicIdentity
 from gateway.jsonsafe import JsonInputError, JsonLimits, loads
@@ -29,7 +28,6 @@ from gateway.jsonsafe import JsonInputError, JsonLimits, loads
 ACL_JSON_LIMITS: Final = JsonLimits(max_bytes=MAX_ACL_BYTES, max_depth=8)
 
 ACL_ALG = "ES256"  # the only signature algorithm an ACL may use (P-256 owner keys)
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
 class _AclRegistry(JWSRegistry):
@@ -142,12 +140,6 @@ def _now(now: int | None) -> int:
     return int(time.time()) if now is None else now
 
 
-def _b64decode(segment: str) -> bytes:
-    if not _B64URL.match(segment):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def _split(text: str) -> tuple[dict[str, Any], bytes, str]:
     """(protected header, payload bytes, signature segment) of a compact JWS, unverified."""
     if not isinstance(text, str):
@@ -156,16 +148,15 @@ def _split(text: str) -> tuple[dict[str, Any], bytes, str]:
         raise AclError(f"ACL larger than {MAX_ACL_BYTES} bytes", code="acl_too_large")
     if not text.isascii():  # a compact JWS is base64url and dots only
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
-    parts = text.strip().split(".")
+    text = text.strip()
+    parts = text.split(".")
     if len(parts) != 3:
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
     try:
-        header = loads(_b64decode(parts[0]), ACL_JSON_LIMITS, what="the ACL header")
-        payload = _b64decode(parts[1])
-    except (ValueError, binascii.Error, JsonInputError):
+        header = peek_header(text, ACL_JSON_LIMITS, what="the ACL header")
+        payload = b64url_decode(parts[1], "the ACL payload")
+    except ValueError:  # Base64UrlError, JsonInputError
         raise AclError("the ACL is not a compact JWS", code="acl_unsigned") from None
-    if not isinstance(header, dict):
-        raise AclError("the ACL is not a compact JWS", code="acl_unsigned")
     return header, payload, parts[2]
 
 

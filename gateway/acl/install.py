@@ -15,7 +15,6 @@ does not lose rollback protection. An ownership transfer and a factory reset rem
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -24,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from device_drivers.backoff import Backoff
 from gateway import jsonsafe
 from gateway.errors import AclError
+from gateway.locks import held_flock
 from gateway.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -56,30 +55,9 @@ def install_lock(state_dir: Path, timeout_s: float | None = None) -> Iterator[No
     Blocks the calling thread (jittered polling): call it from a worker thread in the gateway."""
     path = Path(state_dir) / INSTALL_LOCK_FILE
     limit = INSTALL_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise AclError(
-            f"{path}: cannot open the ACL install lock: {exc.strerror}", code="acl_io"
-        ) from None
-    try:
-        deadline = time.monotonic() + limit
-        backoff = Backoff(initial_s=0.002, cap_s=0.05)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AclError(
-                        f"another ACL install held the lock for over {limit:g} s; try again",
-                        code="acl_busy",
-                    ) from None
-                time.sleep(min(backoff.next(), left))
+    busy = f"another ACL install held the lock for over {limit:g} s; try again"
+    with held_flock(path, limit, AclError, ("acl_io", "acl_busy"), busy):
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def read_mark(state_dir: Path, owner_id: str) -> int | None:

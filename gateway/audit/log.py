@@ -1,223 +1,173 @@
-"""Append-only audit log in SQLite (WAL) with group commit on a dedicated writer thread.
+"""Append-only audit log: a durable append journal, imported into SQLite in batches.
 
-`await log.append(rec)` returns only once REC is committed (synchronous=FULL: durable
-across power loss). Appends from many tasks are queued; the writer thread drains the
-queue and commits each batch in ONE transaction, then resolves the waiting futures on
-their event loops with ``call_soon_threadsafe``. The event loop never blocks on SQLite.
-If a batch cannot be written, every append in it raises AuditError and the caller must
-refuse the request it was recording.
+`await log.append(rec)` returns only once REC is durable (fdatasync'd in the journal, see
+gateway/audit/journal.py). On the event loop an append is one small `os.write` of one line
+(about 1 µs); a group of appends is made durable by ONE `fdatasync` on the `audit-fsync` thread
+(gateway/audit/groupsync.py), whose answer comes back through a pipe the loop watches, and the
+group's futures are then resolved on the loop. Durable records go on to the `audit-import`
+thread, which stores them in SQLite in batches (one transaction per IMPORT_WINDOW_S under load);
+once SQLite durably holds every line and the journal is ROTATE_BYTES long, it is emptied.
+At open, journal lines that SQLite does not hold yet (a crash between the two) are imported;
+their sequence numbers (one per record, strictly increasing, stored as `seq`) make this
+idempotent, and a torn last line is cut off.
 
-The table is append-only: there is no update or delete API, and triggers abort any
-UPDATE or DELETE issued through SQL. Every string is stripped of control and other
-non-printable characters and capped before it is stored.
+If a record cannot be written or synced, its append raises AuditError and the caller must
+refuse the request it was recording; the log stays unhealthy until a later record is durable
+(`recover`). A failing SQLite import loses nothing (the records stay in the journal and are
+retried); appends fail only once MAX_PENDING records wait for it. Records that are durable but
+not imported yet are shown by `query` from the journal, so readers in any process see them.
+
+Only one open log owns the journal (an exclusive flock). Any other open of the same log (the
+`audit` CLI while the gateway runs) reads it, and writes its few records straight to SQLite
+(without a sequence number).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
+from gateway.audit.groupsync import GroupSync
+from gateway.audit.journal import Entry, Journal, journal_path, read_entries
+from gateway.audit.record import AuditRecord, Row, encode_line, from_row, to_row
+from gateway.audit.store import Store, read_rows
 from gateway.errors import AuditError
 
 log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.sqlite3"  # the log's file name inside the gateway's state folder
-SCHEMA_VERSION = 1  # bump with a migration when the table changes
-FIELD_CAP = 200  # characters kept of any string (most come from peers)
-MAX_BATCH = 1000  # records per transaction: bounds one commit's latency
-GROUP_WINDOW_S = 0.001  # under load, gather records this long so one fsync covers many
-MAX_PENDING = 20_000  # queued records; beyond this appends fail (and requests are refused)
-BUSY_TIMEOUT_S = 5.0  # wait this long for another connection's lock before failing
-DB_FILE_MODE = 0o600  # who did what and when is private to the gateway user
+IMPORT_WINDOW_S = 0.05  # the importer gathers durable records this long per SQLite transaction
+MAX_IMPORT_BATCH = 2000  # records per SQLite transaction: bounds one import's duration
+MAX_PENDING = 20_000  # written but not yet in SQLite; beyond this appends fail (fail closed)
+ROTATE_BYTES = 1 << 20  # the journal is emptied once SQLite holds it all and it is this big
 MIN_FREE_BYTES = 1024 * 1024  # below this much free space where the log lives, refuse requests
 SPACE_CHECK_S = 1.0  # free space is measured at most this often (a statvfs each time)
-RECOVER_RETRY_S = 1.0  # after a failed commit, a probe record is tried at most this often
+RECOVER_RETRY_S = 1.0  # after a failure, a probe record / an import is tried at most this often
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    subject TEXT NOT NULL,
-    binding TEXT NOT NULL,
-    op TEXT NOT NULL,
-    thing TEXT NOT NULL,
-    affordance TEXT NOT NULL,
-    allowed INTEGER NOT NULL CHECK (allowed IN (0, 1)),
-    rule TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    request_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject, id);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS schema_version_no_delete BEFORE DELETE ON schema_version
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-"""
-_COLUMNS = "ts, subject, binding, op, thing, affordance, allowed, rule, reason, detail, request_id"
-_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
-
-
-@dataclasses.dataclass(frozen=True)
-class AuditRecord:
-    """One decision or system event: who, through which binding, what, allowed or not, why."""
-
-    ts: float  # unix seconds
-    subject: str
-    binding: str
-    op: str
-    thing: str
-    affordance: str
-    allowed: bool
-    rule: str
-    reason: str
-    detail: str = ""
-    request_id: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record as a JSON-ready dict (for `audit --json`)."""
-        return dataclasses.asdict(self)
-
-
-def clean(value: object, cap: int = FIELD_CAP) -> str:
-    """VALUE as text without control / non-printable characters, at most CAP characters."""
-    text = value if isinstance(value, str) else str(value)
-    text = text[: cap * 4]  # bound the filtering work before the exact cap
-    if not text.isprintable():
-        text = "".join(c for c in text if c.isprintable())
-    return text[:cap]
-
-
-def _row(rec: AuditRecord) -> tuple[Any, ...]:
-    try:
-        ts = float(rec.ts)
-    except (TypeError, ValueError):
-        raise AuditError("audit record timestamp is not a number") from None
-    return (
-        ts,
-        clean(rec.subject),
-        clean(rec.binding),
-        clean(rec.op),
-        clean(rec.thing),
-        clean(rec.affordance),
-        1 if rec.allowed else 0,
-        clean(rec.rule),
-        clean(rec.reason),
-        clean(rec.detail),
-        clean(rec.request_id),
-    )
-
-
-_Waiter: TypeAlias = "tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None"
-_STOP = object()  # queue sentinel: flush and end the writer thread
+_Pending: TypeAlias = "tuple[int, Row, asyncio.Future[None] | None]"
+_STOP = None  # queue sentinel: finish and end the thread
 
 
 class AuditLog:
     """The append-only audit log. Create with `AuditLog.open(path)`; `close()` flushes."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, store: Store, journal: Journal | None, last_seq: int, imported: int
+    ) -> None:
         self.path = path
-        self._conn = conn
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._store = store
+        self._journal = journal
+        self._lock = threading.Lock()  # seq, journal writes, _pending, rotation
+        self._seq = last_seq + 1  # the next record's sequence number
+        self._imported = imported  # every seq up to this is in SQLite (or was never durable)
+        self._fail_mark = 0  # healthy again once a record with seq >= this is durable
         self._closed = False
         self._failed = False
-        self.commits = 0  # transactions committed (group-commit effectiveness)
-        self.records = 0  # records committed
-        self.failures = 0  # batches that could not be committed
+        self._direct: list[Row] = []  # append_nowait rows of a non-owner, stored at close
+        self.commits = 0  # fdatasync batches (group-commit effectiveness)
+        self.records = 0  # records made durable
+        self.failures = 0  # writes or syncs that failed
+        self.imports = 0  # SQLite import transactions
+        self.skipped = 0  # journal lines that did not decode at open
         self._space_checked = -SPACE_CHECK_S
         self._space_ok = True
         self._last_probe = -RECOVER_RETRY_S
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._importq: queue.SimpleQueue[list[Entry] | None] = queue.SimpleQueue()
+        self._backlog: list[Entry] = []  # durable entries the importer has not stored yet
+        self._sync: GroupSync[_Pending] | None = None
+        self._importer: threading.Thread | None = None
+        if journal is not None:
+            self._sync = GroupSync(journal, self._settle)
+            self._importer = threading.Thread(
+                target=self._import_run, name="audit-import", daemon=True
+            )
+            self._importer.start()
 
     # ------------------------------------------------------------------- lifecycle
     @classmethod
     def open(cls, path: Path) -> AuditLog:
-        """Open (creating if needed) the log at PATH; AuditError if it cannot be used."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
-            os.close(fd)
-            conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise AuditError(f"{path}: cannot open the audit log: {exc}") from None
-        try:
-            cls._prepare(conn)
-        except (sqlite3.Error, AuditError) as exc:
-            conn.close()
-            raise AuditError(f"{path}: unusable audit log: {exc}") from None
-        return cls(path, conn)
+        """Open (creating if needed) the log at PATH; AuditError if it cannot be used.
 
-    @staticmethod
-    def _prepare(conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        conn.execute("BEGIN IMMEDIATE")
+        The owner imports the journal lines SQLite lacks (after a crash) before returning."""
+        path = Path(path)
+        store = Store.open(path)
         try:
-            rows = conn.execute("SELECT version FROM schema_version").fetchall()
-            if not rows:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif max(r[0] for r in rows) > SCHEMA_VERSION:
-                raise AuditError(
-                    f"audit schema version {max(r[0] for r in rows)} is newer than this "
-                    f"gateway's {SCHEMA_VERSION}"
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+            journal = Journal.acquire(journal_path(path))
+        except OSError as exc:
+            store.close()
+            raise AuditError(f"{path}: cannot open the audit journal: {exc}") from None
+        try:
+            last = store.max_seq()
+            if journal is None:
+                return cls(path, store, None, last, last)
+            entries, skipped = journal.recover()
+        except Exception as exc:
+            if journal is not None:
+                journal.close()
+            store.close()
+            raise AuditError(f"{path}: unusable audit log: {exc}") from None
+        missing = [e for e in entries if e[0] > last]
+        audit = cls(path, store, journal, max(last, entries[-1][0] if entries else 0), last)
+        audit.skipped = skipped
+        if skipped:
+            log.error("%s: %d audit journal lines did not decode", journal.path, skipped)
+        if missing:
+            log.warning("importing %d audit records left in the journal", len(missing))
+            audit._importq.put(missing)
+        elif journal.size:
+            with audit._lock:
+                audit._rotate_locked(force=True)
+        return audit
 
     def close(self) -> None:
-        """Commit everything queued, then stop the writer. Further appends raise AuditError."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
-        self._conn.close()
-        while True:  # an append that raced with close: fail it rather than leave it waiting
+        """Make everything appended durable and store it in SQLite, then stop the threads.
+        Further appends raise AuditError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._journal is not None and self._sync is not None and self._importer is not None:
+            self._sync.close()  # syncs what is queued; its records go to the importer
+            self._importq.put(_STOP)
+            self._importer.join()
+            with self._lock:
+                self._rotate_locked(force=True)
+            self._journal.close()
+        elif self._direct:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, tuple) and item[1] is not None:
-                _resolve(item[1], AuditError("the audit log is closed"))
+                self._store.insert(self._direct)
+            except Exception as exc:  # reported, never raised from close
+                log.error("audit write of %d records failed: %s", len(self._direct), exc)
+        self._store.close()
 
     @property
     def healthy(self) -> bool:
-        """False once closed, while the last batch failed to commit, or while less than
-        MIN_FREE_BYTES are free on its file system (a full disk is refused before it fails)."""
+        """False once closed, while the last write or sync failed, while SQLite lags too far
+        behind, or while less than MIN_FREE_BYTES are free on its file system."""
         return (
             not self._closed
             and not self._failed
-            and self._thread.is_alive()
+            and self._threads_alive()
+            and self._seq - self._imported <= MAX_PENDING
             and self.space_ok()
         )
 
     async def recover(self) -> bool:
-        """After failed commits (a full disk, an I/O error): if there is space again, commit one
+        """After failures (a full disk, an I/O error): if there is space again, append one
         system record saying so, at most every RECOVER_RETRY_S. True when the log accepts
         records again. Requests stay refused until then, so nothing is done unrecorded."""
         if self.healthy:
             return True
-        if self._closed or not self._thread.is_alive() or not self.space_ok():
+        if self._closed or not self._threads_alive():
+            return False
+        if not self.space_ok():
             return False
         now = time.monotonic()
         if now - self._last_probe < RECOVER_RETRY_S:
@@ -242,6 +192,11 @@ class AuditLog:
         log.warning("audit log writable again after %d failed commits", self.failures)
         return self.healthy
 
+    def _threads_alive(self) -> bool:
+        if self._sync is None or self._importer is None:
+            return True  # not the owner: no threads
+        return self._sync.alive() and self._importer.is_alive()
+
     def free_bytes(self) -> int | None:
         """Bytes available to this process on the log's file system (None if unknown)."""
         try:
@@ -260,158 +215,177 @@ class AuditLog:
 
     # --------------------------------------------------------------------- writing
     async def append(self, rec: AuditRecord) -> None:
-        """Queue REC and wait until it is committed; AuditError if it could not be."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._enqueue((_row(rec), (loop, fut)))
+        """Append REC and wait until it is durable; AuditError if it could not be made so."""
+        row = to_row(rec)
+        if self._journal is None:
+            if self._closed:
+                raise AuditError("the audit log is closed")
+            await asyncio.to_thread(self._insert_direct, [row])
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._write(self._journal, row, fut)
         await fut
 
     def append_nowait(self, rec: AuditRecord) -> None:
-        """Queue a system event without waiting for its commit (failures are logged)."""
-        self._enqueue((_row(rec), None))
+        """Append a system event without waiting until it is durable (failures are logged)."""
+        row = to_row(rec)
+        if self._journal is None:
+            with self._lock:
+                if self._closed:
+                    raise AuditError("the audit log is closed")
+                self._direct.append(row)
+            return
+        self._write(self._journal, row, None)
 
-    def _enqueue(self, item: tuple[tuple[Any, ...], _Waiter]) -> None:
-        if self._closed:
-            raise AuditError("the audit log is closed")
-        if self._queue.qsize() >= MAX_PENDING:
-            raise AuditError("the audit log is overloaded")
-        self._queue.put(item)
+    def _insert_direct(self, rows: list[Row]) -> None:
+        try:
+            with self._lock:  # one user of the connection at a time
+                if self._closed:
+                    raise AuditError("the audit log is closed")
+                self._store.insert(rows)
+        except Exception as exc:
+            self._failed = True
+            self.failures += 1
+            raise AuditError(f"audit write failed: {exc}") from None
+        self._failed = False
+        self.records += len(rows)
 
-    def _run(self) -> None:
-        """Writer thread: block for one item, gather more (group commit), commit, resolve.
+    def _write(self, journal: Journal, row: Row, waiter: asyncio.Future[None] | None) -> None:
+        sync = self._sync
+        if sync is None:
+            raise AuditError("the audit log is not the journal's owner")
+        with self._lock:
+            if self._closed:
+                raise AuditError("the audit log is closed")
+            if self._seq - self._imported > MAX_PENDING:
+                raise AuditError("the audit log is overloaded")
+            seq = self._seq
+            try:
+                journal.write(encode_line(seq, row))
+            except AuditError as exc:
+                self._fail_locked(exc, 1)
+                raise
+            self._seq = seq + 1
+            inline = sync.add((seq, row, waiter))  # under the lock: groups keep seq order
+        if inline:
+            sync.sync_inline()
 
-        Under load (the previous batch held more than one record) it keeps gathering for up to
-        GROUP_WINDOW_S, so one fsync covers many decisions; a lone request is committed at once.
-        """
+    def _fail_locked(self, exc: Exception, count: int) -> None:
+        self._failed = True
+        self._fail_mark = self._seq
+        self.failures += 1
+        self._space_checked = -SPACE_CHECK_S  # measure again before the next request
+        log.error("audit write of %d records failed: %s", count, exc)
+
+    def _settle(self, group: list[_Pending], error: OSError | None) -> None:
+        """A group is durable (or its sync failed): count it, import it, wake its waiters."""
+        failure = None if error is None else AuditError(f"audit write failed: {error}")
+        with self._lock:
+            if failure is not None:
+                self._fail_locked(failure, len(group))
+            else:
+                self.commits += 1
+                self.records += len(group)
+                if self._failed and group[-1][0] >= self._fail_mark:
+                    self._failed = False
+        if failure is None:
+            self._importq.put([(seq, row) for seq, row, _ in group])
+        _resolve_all([w for _, _, w in group if w is not None], failure)
+
+    # --------------------------------------------------------------------- importing
+    def _import_run(self) -> None:
+        """audit-import thread: gather durable records, store them in SQLite in one transaction;
+        on failure keep them (they are durable in the journal) and retry later."""
         stopping = False
-        last_batch = 0
         while not stopping:
-            batch: list[tuple[tuple[Any, ...], _Waiter]] = []
-            item = self._queue.get()
-            deadline = time.monotonic() + (GROUP_WINDOW_S if last_batch > 1 else 0.0)
-            while True:
+            wait: float | None = RECOVER_RETRY_S if self._backlog else None
+            try:
+                items = [self._importq.get(timeout=wait)]
+            except queue.Empty:
+                items = []
+            if items and items[0] is not _STOP:
+                time.sleep(IMPORT_WINDOW_S)  # one wake-up per window, not one per durable batch
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(self._importq.get_nowait())
+            for item in items:
                 if item is _STOP:
                     stopping = True
+                else:
+                    self._backlog.extend(item)
+            while self._backlog:
+                batch = self._backlog[:MAX_IMPORT_BATCH]
+                if not self._import(batch):
                     break
-                batch.append(item)  # type: ignore[arg-type]
-                if len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        item = self._queue.get(timeout=left)
-                    except queue.Empty:
-                        break
-            last_batch = len(batch)
-            if batch:
-                self._commit(batch)
-            if stopping:  # anything queued behind the stop sentinel is failed by close()
-                break
+                del self._backlog[: len(batch)]
 
-    def _commit(self, batch: list[tuple[tuple[Any, ...], _Waiter]]) -> None:
-        error: AuditError | None = None
+    def _import(self, batch: list[Entry]) -> bool:
+        batch = [e for e in batch if e[0] > self._imported]  # already there (recovered twice)
+        if not batch:
+            return True
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._store.import_entries(batch)
+        except Exception as exc:  # kept in the journal, retried
+            log.error("audit import of %d records into SQLite failed: %s", len(batch), exc)
+            return False
+        with self._lock:
+            self.imports += 1
+            self._imported = batch[-1][0]
+            self._rotate_locked()
+        return True
+
+    def _rotate_locked(self, *, force: bool = False) -> None:
+        """Empty the journal once SQLite durably holds every line written to it."""
+        journal = self._journal
+        if journal is None or journal.fd < 0 or self._imported != self._seq - 1:
+            return
+        if journal.size and (force or journal.size >= ROTATE_BYTES):
             try:
-                self._conn.executemany(_INSERT, [row for row, _ in batch])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # any failure must reach the waiters, never kill the thread
-            error = AuditError(f"audit write failed: {exc}")
-            log.error("audit write of %d records failed: %s", len(batch), exc)
-        self._failed = error is not None
-        if error is not None:
-            self.failures += 1
-            self._space_checked = -SPACE_CHECK_S  # measure again before the next request
-        if error is None:
-            self.commits += 1
-            self.records += len(batch)
-        _resolve_all([w for _, w in batch if w is not None], error)
+                journal.reset()
+            except OSError as exc:
+                log.error("cannot empty the audit journal: %s", exc)
 
     # --------------------------------------------------------------------- reading
     def query(
         self, limit: int = 100, subject: str | None = None, allowed: bool | None = None
     ) -> list[AuditRecord]:
-        """The newest LIMIT records, optionally for one SUBJECT and/or one outcome."""
-        where: list[str] = []
-        args: list[Any] = []
-        if subject is not None:
-            where.append("subject = ?")
-            args.append(subject)
-        if allowed is not None:
-            where.append("allowed = ?")
-            args.append(1 if allowed else 0)
-        sql = f"SELECT {_COLUMNS} FROM audit"  # noqa: S608 constant columns, bound values
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(max(0, int(limit)))
-        try:
-            with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)) as conn:
-                rows = conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise AuditError(f"{self.path}: cannot read the audit log: {exc}") from None
-        return [
-            AuditRecord(
-                ts=r[0],
-                subject=r[1],
-                binding=r[2],
-                op=r[3],
-                thing=r[4],
-                affordance=r[5],
-                allowed=bool(r[6]),
-                rule=r[7],
-                reason=r[8],
-                detail=r[9],
-                request_id=r[10],
-            )
-            for r in rows
+        """The newest LIMIT records, optionally for one SUBJECT and/or one outcome: those in
+        SQLite and the durable ones still only in the journal."""
+        tail = read_entries(journal_path(self.path))  # first: an import meanwhile is in SQLite
+        top, rows = read_rows(self.path, limit, subject, allowed)
+        newer = [
+            row
+            for seq, row in reversed(tail)
+            if seq > top
+            and (subject is None or row[1] == subject)
+            and (allowed is None or row[6] == (1 if allowed else 0))
         ]
+        return [from_row(r) for r in (newer + rows)[: max(0, int(limit))]]
 
 
-def _resolve_all(
-    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]],
-    error: Exception | None,
-) -> None:
-    """Settle a batch's futures with ONE wake-up per event loop (not one per record)."""
+def _resolve_all(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    """Settle a group's futures: directly on their own loop's thread, else with ONE wake-up per
+    event loop (not one per record)."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for loop, fut in waiters:
-        by_loop.setdefault(loop, []).append(fut)
+    for fut in waiters:
+        by_loop.setdefault(fut.get_loop(), []).append(fut)
     for loop, futs in by_loop.items():
-
-        def settle(futs: list[asyncio.Future[None]] = futs) -> None:
-            for fut in futs:
-                if fut.done():  # the waiting task was cancelled
-                    continue
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(error)
-
+        if loop is running:
+            _settle_futures(futs, error)
+            continue
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-            loop.call_soon_threadsafe(settle)
+            loop.call_soon_threadsafe(_settle_futures, futs, error)
 
 
-def _resolve(
-    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]], error: Exception | None
-) -> None:
-    """Settle one append's future on its own event loop."""
-    loop, fut = waiter
-
-    def settle() -> None:
+def _settle_futures(futs: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for fut in futs:
         if fut.done():  # the waiting task was cancelled
-            return
+            continue
         if error is None:
             fut.set_result(None)
         else:
             fut.set_exception(error)
-
-    with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-        loop.call_soon_threadsafe(settle)

@@ -14,10 +14,7 @@ repeat an ES256 verification; `invalidate()` drops the cache when the ACL change
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import secrets
 import threading
 import time
@@ -32,6 +29,7 @@ from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
 
 from gateway import jsonsafe
+from gateway.compact import json_segment, peek_header
 from gateway.errors import AuthError
 from gateway.identity import KeyPair, PublicIdentity
 
@@ -44,7 +42,7 @@ DEFAULT_LEEWAY_S = 30  # tolerated clock skew between peer and gateway
 CACHE_SIZE = 4096  # verified tokens kept; least recently used ones are dropped first
 JTI_BYTES = 16  # 128 random bits: a token id never repeats
 REQUIRED_CLAIMS = ("iss", "aud", "iat", "exp", "jti")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOKEN_JSON = jsonsafe.JsonLimits(max_bytes=MAX_TOKEN_BYTES)
 _REGISTRY = JWSRegistry(algorithms=[JWT_ALG])
 
 
@@ -80,13 +78,6 @@ def issue_token(
 
 def _fail(code: str, message: str) -> AuthError:
     return AuthError(message, code=code)
-
-
-def _b64json(segment: str) -> Any:
-    if not _B64URL.match(segment):
-        raise ValueError("not base64url")
-    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    return jsonsafe.loads(data, jsonsafe.JsonLimits(max_bytes=MAX_TOKEN_BYTES), what="token")
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -159,12 +150,10 @@ class TokenVerifier:
         if len(parts) != 3 or not token.isascii():  # aiohttp passes odd header bytes through
             raise _fail("bad_format", "not a compact JWS (header.payload.signature)")
         try:
-            header = _b64json(parts[0])
-            claims = _b64json(parts[1])
-        except (ValueError, binascii.Error, jsonsafe.JsonInputError):
-            raise _fail("bad_format", "token segments are not base64url JSON") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise _fail("bad_format", "token header and claims must be JSON objects")
+            header = peek_header(token, _TOKEN_JSON, what="token header")
+            claims = json_segment(parts[1], _TOKEN_JSON, what="token claims")
+        except ValueError:  # Base64UrlError, JsonInputError (not an object included)
+            raise _fail("bad_format", "token segments are not base64url JSON objects") from None
         if header.get("alg") != JWT_ALG:
             raise _fail("bad_alg", f"token algorithm must be {JWT_ALG}")
         typ = header.get("typ", JWT_TYP)

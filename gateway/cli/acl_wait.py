@@ -15,7 +15,7 @@ from typing import Final
 
 from gateway.acl import read_acl_unverified
 from gateway.acl.store import ACL_FILE
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.errors import StreembitError
 from gateway.state import StateDir
 
@@ -39,7 +39,7 @@ def picked_up(state: StateDir, version: int, timeout: float = WAIT_S) -> bool | 
     if not state.is_locked_elsewhere():
         return None
     deadline = time.monotonic() + timeout
-    log = AuditLog.open(state.path / "audit.sqlite3")
+    log = AuditLog.open(state.path / AUDIT_FILE)
     try:
         while True:
             for rec in log.query(limit=20, subject="system"):

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from gateway.acl import AclStore, read_acl_unverified
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.cli import companion_cli
 from gateway.cli.acl_wait import picked_up
 from gateway.cli.common import EXIT_OK, add_json, note, out, run
@@ -57,7 +57,7 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     state = StateDir(args.state)
-    path = state.path / "audit.sqlite3"
+    path = state.path / AUDIT_FILE
     log = AuditLog.open(path)
     try:
         recs = log.query(limit=args.limit)

@@ -22,19 +22,43 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import jsonsafe
 from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
 from gateway.config import parse_hostport
 from gateway.errors import ConfigError, IdentityError, P2PError
 from gateway.identity import load_keypair
-from gateway.p2p import DhtNode
-from gateway.peer import PeerClient, PeerConnection, PeerRequestError
-from gateway.peer.cache import ContactCache, connect_by_id
-from gateway.peer.find import Contact, ephemeral_dht, find_contact
 
-Action = Callable[[PeerConnection, argparse.Namespace], Awaitable[Any]]
+if TYPE_CHECKING:  # the network side (aiohttp, the DHT) is imported by the commands using it
+    from gateway.peer import PeerConnection
+    from gateway.peer.cache import ContactCache
+    from gateway.peer.find import Contact
+
+Action = Callable[["PeerConnection", argparse.Namespace], Awaitable[Any]]
+T = TypeVar("T")
+
+
+async def answer(
+    args: argparse.Namespace, conn: PeerConnection, request: Awaitable[T], show: Callable[[T], None]
+) -> int:
+    """Await REQUEST (made on CONN), close CONN, then `show` the result: EXIT_OK; or print the
+    gateway's refusal: EXIT_FAIL."""
+    from gateway.peer import PeerRequestError
+
+    try:
+        result = await request
+    except PeerRequestError as exc:
+        out(
+            args,
+            {"error": exc.code, "reason": exc.reason, "status": exc.status},
+            f"refused ({exc.status} {exc.code}): {exc.reason}",
+        )
+        return EXIT_FAIL
+    finally:
+        await conn.close()
+    show(result)
+    return EXIT_OK
 
 
 def _bootstrap(args: argparse.Namespace) -> list[tuple[str, int]]:
@@ -55,7 +79,9 @@ def host_arg(args: argparse.Namespace) -> str | None:
 
 def cache_arg(args: argparse.Namespace) -> ContactCache | None:
     """The contact cache (gateway/peer/cache.py); None with --no-cache."""
-    return None if getattr(args, "no_cache", False) else ContactCache()
+    from gateway.peer.cache import ContactCache
+
+    return None if getattr(args, "no_cache", False) else ContactCache.for_user()
 
 
 def json_arg(text: str, what: str) -> Any:
@@ -99,6 +125,8 @@ def _record_dict(c: Contact) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_node(args: argparse.Namespace) -> int:
+    from gateway.p2p import DhtNode
+
     async def main() -> int:
         host = host_arg(args) or "127.0.0.1"
         node = DhtNode(host, args.dht_port, bootstrap=_bootstrap(args))
@@ -130,6 +158,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
+    from gateway.peer.find import ephemeral_dht, find_contact
+
     async def main() -> int:
         async with ephemeral_dht(_bootstrap(args), host_arg(args)) as dht:
             c = await find_contact(dht, args.gateway_id)
@@ -157,26 +187,21 @@ def _session(
             raise IdentityError("--key KEY is needed to talk to a gateway", code="no_key")
         key = load_keypair(Path(args.key))
 
+        from gateway.peer import PeerClient
+        from gateway.peer.cache import connect_by_id
+
         async def main() -> int:
             boot, host, cache = _bootstrap(args), host_arg(args), cache_arg(args)
             async with PeerClient(key) as client:
                 conn = await connect_by_id(
                     client, args.gateway_id, bootstrap=boot, host=host, cache=cache
                 )
-                try:
-                    result = await action(conn, args)
-                except PeerRequestError as exc:
-                    out(
-                        args,
-                        {"error": exc.code, "reason": exc.reason, "status": exc.status},
-                        f"refused ({exc.status} {exc.code}): {exc.reason}",
-                    )
-                    return EXIT_FAIL
-                finally:
-                    await conn.close()
-            if result is not None or not getattr(args, "streaming", False):
-                out(args, result, lambda: human(result, args))
-            return EXIT_OK
+
+                def show(result: Any) -> None:
+                    if result is not None or not getattr(args, "streaming", False):
+                        out(args, result, lambda: human(result, args))
+
+                return await answer(args, conn, action(conn, args), show)
 
         return asyncio.run(main())
 

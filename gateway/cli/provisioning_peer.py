@@ -16,18 +16,17 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
+from gateway.cli.common import EXIT_OK, add_json, id_arg, out
 from gateway.cli.common import fail as report  # provisioning_gateway.report: same, lighter import
-from gateway.cli.peer_net import host_arg
+from gateway.cli.peer_net import answer, host_arg
 from gateway.config import parse_hostport
 from gateway.errors import IdentityError, P2PError, ProvisioningError, StreembitError
 from gateway.identity import KeyPair, PublicIdentity, load_keypair, load_public
-from gateway.peer import PeerClient, PeerConnection, PeerConnectionError, PeerRequestError
-from gateway.peer.find import connect, ephemeral_dht, find_contact
-from gateway.provisioning import payload as pl
-from gateway.provisioning.transfer import sign_transfer
+
+if TYPE_CHECKING:  # the network side (aiohttp, the DHT) is imported by the commands using it
+    from gateway.peer import PeerClient, PeerConnection
 
 Address = tuple[str, int]
 CLAIM_HINT: Final = (
@@ -55,6 +54,8 @@ def _bootstrap(args: argparse.Namespace) -> list[Address]:
 
 # --------------------------------------------------------------------------- owner-qr
 def cmd_owner_qr(args: argparse.Namespace) -> int:
+    from gateway.provisioning import payload as pl  # (not imported for the other commands)
+
     path = _key_arg(args)
     try:
         owner = load_public(path)
@@ -105,6 +106,9 @@ async def _connect_gateway(
     host: str | None = None,
 ) -> PeerConnection:
     """Connect to GATEWAY at one of ADDRS, else find it in the DHT through BOOT."""
+    from gateway.peer import PeerConnectionError
+    from gateway.peer.find import connect, ephemeral_dht, find_contact
+
     errors: list[str] = []
     for url in addrs:
         try:
@@ -133,29 +137,25 @@ def _run(
     action: Callable[[PeerConnection], Awaitable[dict[str, Any]]],
     human: Callable[[dict[str, Any]], str],
 ) -> int:
+    from gateway.peer import PeerClient
+
     boot = _bootstrap(args)
 
     async def main() -> int:
         async with PeerClient(key) as client:
             conn = await _connect_gateway(client, gateway, addrs, boot, host_arg(args))
-            try:
-                result = await action(conn)
-            except PeerRequestError as exc:
-                out(
-                    args,
-                    {"error": exc.code, "reason": exc.reason, "status": exc.status},
-                    f"refused ({exc.status} {exc.code}): {exc.reason}",
-                )
-                return EXIT_FAIL
-            finally:
-                await conn.close()
-        out(args, result, lambda: human(result))
-        return EXIT_OK
+
+            def show(result: dict[str, Any]) -> None:
+                out(args, result, lambda: human(result))
+
+            return await answer(args, conn, action(conn), show)
 
     return asyncio.run(main())
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
+    from gateway.provisioning import payload as pl
+
     key = load_keypair(_key_arg(args))
     try:
         if args.qr:
@@ -186,6 +186,9 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    from gateway.provisioning import payload as pl
+    from gateway.provisioning.transfer import sign_transfer
+
     owner = load_keypair(_key_arg(args))
     new_owner = load_public(Path(args.to))
     gateway_id: str = args.gateway_id
@@ -211,6 +214,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         return f"gateway {r.get('gateway')} now belongs to {r.get('owner')}"
 
     if gateway is None:  # find the gateway's key and addresses in the DHT
+        from gateway.peer.find import ephemeral_dht, find_contact
+
         boot = _bootstrap(args)
 
         async def lookup() -> tuple[PublicIdentity, tuple[str, ...]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
+from gateway.b64 import b64url_decode, b64url_encode
 from gateway.errors import IdentityError
 from gateway.jsonsafe import JsonInputError, JsonLimits, loads
 from gateway.storage import atomic_write_bytes
@@ -31,10 +31,6 @@ def is_id(text: str) -> bool:
     return ID_RE.fullmatch(text) is not None
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 thumbprint of an EC public JWK: SHA-256 over the required members, sorted."""
     try:
@@ -44,7 +40,7 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     if members["kty"] != "EC" or members["crv"] != "P-256":
         raise IdentityError("only EC P-256 keys are accepted", code="bad_key")
     canon = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    return _b64u(hashlib.sha256(canon).digest())
+    return b64url_encode(hashlib.sha256(canon).digest())
 
 
 @dataclass(frozen=True)
@@ -63,8 +59,8 @@ class PublicIdentity:
         jwk = {
             "kty": "EC",
             "crv": "P-256",
-            "x": _b64u(nums.x.to_bytes(32, "big")),
-            "y": _b64u(nums.y.to_bytes(32, "big")),
+            "x": b64url_encode(nums.x.to_bytes(32, "big")),
+            "y": b64url_encode(nums.y.to_bytes(32, "big")),
         }
         return cls(key=key, jwk=jwk, id=thumbprint(jwk))
 
@@ -89,8 +85,8 @@ def public_from_jwk(jwk: Any) -> PublicIdentity:
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
         raise IdentityError("public key must be an EC P-256 public JWK", code="bad_key")
     try:
-        x = base64.urlsafe_b64decode(str(jwk["x"]) + "==")
-        y = base64.urlsafe_b64decode(str(jwk["y"]) + "==")
+        x = b64url_decode(str(jwk["x"]), "x")
+        y = b64url_decode(str(jwk["y"]), "y")
         if len(x) != 32 or len(y) != 32:
             raise ValueError("coordinate length")
         nums = ec.EllipticCurvePublicNumbers(

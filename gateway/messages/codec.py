@@ -8,31 +8,45 @@ implementation reads the same signed bytes the same way.
 
 from __future__ import annotations
 
-import binascii
 import json
 from typing import Any, Final
 
-from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
-
+from gateway.b64 import Base64UrlError, b64url_encode
+from gateway.b64 import b64url_decode as _decode
+from gateway.compact import peek_header
 from gateway.errors import MessageError
 from gateway.jsonsafe import JsonInputError, JsonLimits, loads_object
 from gateway.messages import codes
+
+__all__ = [
+    "MESSAGE_JSON_LIMITS",
+    "b64url_decode",
+    "b64url_encode",
+    "header_object",
+    "json_bytes",
+    "json_object",
+]
 
 # A sealed message is at most 64 KiB; its headers and claims are shallow.
 MESSAGE_JSON_LIMITS: Final = JsonLimits(max_bytes=64 * 1024, max_depth=32)
 
 
 def b64url_decode(segment: str, what: str) -> bytes:
-    """Decode one unpadded base64url segment (canonical form only)."""
+    """Decode one unpadded base64url segment (canonical form only, `gateway.b64`)."""
     try:
-        return urlsafe_b64decode(segment.encode("ascii"))
-    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return _decode(segment, what)
+    except Base64UrlError:
         raise MessageError(f"{what} is not base64url", code=codes.BAD_FORMAT) from None
 
 
-def b64url_encode(data: bytes) -> str:
-    """Encode bytes as unpadded base64url text."""
-    return urlsafe_b64encode(data).decode("ascii")
+def header_object(token: str | bytes, what: str) -> dict[str, Any]:
+    """The protected header of compact TOKEN (`gateway.compact.peek_header`), unverified."""
+    try:
+        return peek_header(token, MESSAGE_JSON_LIMITS, what=what)
+    except Base64UrlError:
+        raise MessageError(f"{what} is not base64url", code=codes.BAD_FORMAT) from None
+    except JsonInputError as exc:
+        raise MessageError(f"{exc} [{exc.problem}]", code=codes.BAD_FORMAT) from None
 
 
 def json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -30,7 +30,13 @@ from gateway.errors import MessageError
 from gateway.identity import KeyPair, PublicIdentity
 from gateway.messages import claims as cl
 from gateway.messages import codes
-from gateway.messages.codec import b64url_decode, b64url_encode, json_bytes, json_object
+from gateway.messages.codec import (
+    b64url_decode,
+    b64url_encode,
+    header_object,
+    json_bytes,
+    json_object,
+)
 from gateway.messages.keys import check_public_jwk, private_key, public_key, sender_from_jwk
 from gateway.messages.replay import CLOCK_LEEWAY_S, ReplayCache
 
@@ -181,8 +187,8 @@ def _decrypt(token: str, recipient: KeyPair) -> bytes:
     parts = token.split(".")
     if len(parts) != 5:
         raise _fail(codes.BAD_FORMAT, "not a compact JWE (5 segments)")
-    header_seg, ek_seg, iv_seg, ct_seg, tag_seg = parts
-    header = json_object(b64url_decode(header_seg, "outer header"), "outer header")
+    _, ek_seg, iv_seg, ct_seg, tag_seg = parts
+    header = header_object(token, "outer header")
     _check_jwe_header(header, recipient.public)
     if ek_seg:
         raise _fail(codes.BAD_FORMAT, "ECDH-ES direct agreement has an empty encrypted key")
@@ -208,11 +214,7 @@ def _verify(inner: bytes) -> tuple[PublicIdentity, dict[str, Any]]:
     parts = inner.split(b".")
     if len(parts) != 3:
         raise _fail(codes.BAD_FORMAT, "the JWE does not contain a compact JWS")
-    try:
-        header_seg = parts[0].decode("ascii")
-    except UnicodeDecodeError:
-        raise _fail(codes.BAD_FORMAT, "inner header is not base64url") from None
-    header = json_object(b64url_decode(header_seg, "inner header"), "inner header")
+    header = header_object(inner, "inner header")
     if header.get("alg") != JWS_ALG:
         raise _fail(codes.BAD_ALG, f"inner alg must be {JWS_ALG}, got {header.get('alg')!r}")
     if header.get("typ") != JWS_TYP:

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
-from joserfc.util import urlsafe_b64decode
 
+from gateway.b64 import Base64UrlError
+from gateway.compact import peek_header
 from gateway.errors import IdentityError, P2PError
 from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
 from gateway.jsonsafe import JsonInputError, JsonLimits, loads_object
@@ -129,11 +130,21 @@ def _fail(code: str, message: str) -> P2PError:
 
 
 def _strict_json(data: bytes, what: str) -> dict[str, Any]:
-    """The record's header or payload under the one bounded JSON policy (gateway.jsonsafe)."""
+    """The record's payload under the one bounded JSON policy (gateway.jsonsafe)."""
     try:
         return loads_object(data, _RECORD_JSON, what=what)
     except JsonInputError as exc:
         raise _fail(RecordCode.MALFORMED, f"{exc} [{exc.problem}]") from None
+
+
+def _header(raw: bytes) -> dict[str, Any]:
+    """The record's protected header (`gateway.compact.peek_header`), under the same policy."""
+    try:
+        return peek_header(raw, _RECORD_JSON, what="header")
+    except JsonInputError as exc:
+        raise _fail(RecordCode.MALFORMED, f"{exc} [{exc.problem}]") from None
+    except Base64UrlError as exc:
+        raise _fail(RecordCode.MALFORMED, str(exc)) from None
 
 
 def _is_int(v: Any) -> bool:
@@ -211,7 +222,7 @@ def _parse(value: object) -> _Parsed:
         obj = jws.extract_compact(raw)
     except (UnicodeDecodeError, JoseError, ValueError, TypeError) as exc:
         raise _fail(RecordCode.MALFORMED, f"not a compact JWS: {exc}") from None
-    header = _strict_json(jws_header_bytes(obj), "header")
+    header = _header(raw)
     if header.get("alg") != RECORD_ALG:
         raise _fail(RecordCode.BAD_ALG, f"alg {header.get('alg')!r} is not {RECORD_ALG}")
     if header.get("typ") != RECORD_TYP:
@@ -240,11 +251,6 @@ def _parse(value: object) -> _Parsed:
         claims=claims,
     )
     return _Parsed(record=record, signer=signer, jws_obj=obj)
-
-
-def jws_header_bytes(obj: jws.CompactSignature) -> bytes:
-    """The decoded protected header bytes of an extracted compact JWS."""
-    return urlsafe_b64decode(obj.segments["header"])
 
 
 def _check_binding(rec: Record, key: str | None, key_digest: bytes | None) -> None:

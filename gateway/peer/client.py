@@ -35,7 +35,6 @@ from gateway.peer.errors import (
     PeerTimeoutError,
 )
 from gateway.peer.streams import PeerEvent, PeerStream
-from gateway.provisioning.claim import claim_input
 from gateway.text import clean
 
 log = logging.getLogger(__name__)
@@ -138,6 +137,8 @@ class PeerConnection:
         its QR (`gateway.provisioning.payload.GatewayPayload.setup_code`). The code is not sent:
         the request carries a MAC over this message keyed by it (docs/provisioning.md).
         Returns {"owner", "gateway"}; a wrong code raises PeerRequestError("bad_setup_code")."""
+        from gateway.provisioning.claim import claim_input  # only claims need it (and the ACL)
+
         jti = new_jti()
         proof = claim_input(setup_code, self.gateway.id, self.key.id, jti)
         out = (await self.request("claim", input=proof, jti=jti)).output
@@ -372,14 +373,18 @@ class PeerClient:
     ) -> None:
         await self.close()
 
-    async def connect(self, url: str, gateway: PublicIdentity) -> PeerConnection:
-        """Open a WebSocket to the gateway at URL (ws:// or wss://) whose key is GATEWAY."""
+    async def connect(
+        self, url: str, gateway: PublicIdentity, *, timeout_s: float | None = None
+    ) -> PeerConnection:
+        """Open a WebSocket to the gateway at URL (ws:// or wss://) whose key is GATEWAY,
+        within TIMEOUT_S (None: CONNECT_TIMEOUT_S)."""
         if urlsplit(url).scheme not in ("ws", "wss"):
             raise PeerConnectionError(f"not a WebSocket URL: {clean(url)!r}", code="bad_url")
+        limit = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            async with asyncio.timeout(limit):
                 ws = await self._session.ws_connect(
                     url,
                     max_msg_size=wire.HARD_FRAME_BYTES,
@@ -388,7 +393,7 @@ class PeerClient:
                 )
         except TimeoutError:
             raise PeerConnectionError(
-                f"cannot connect to {clean(url)}: no answer within {CONNECT_TIMEOUT_S:g} s",
+                f"cannot connect to {clean(url)}: no answer within {limit:g} s",
                 code="connect_failed",
             ) from None
         except (aiohttp.ClientError, OSError) as exc:

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from gateway.acl import AclStore
 from gateway.acl.install import install_lock
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.errors import ProvisioningError, StreembitError
 from gateway.provisioning.events import audit_local, record
 from gateway.provisioning.locking import provisioning_lock
@@ -44,7 +44,7 @@ WIPED_FILES: Final = (
     "pairings.json",
     "transfers.json",
 )
-KEPT_FILES: Final = ("audit.sqlite3",)
+KEPT_FILES: Final = (AUDIT_FILE,)
 DEFAULT_HOLD_S: Final = 10.0  # a long press: nobody resets a gateway by brushing against it
 
 

@@ -31,7 +31,7 @@ from gateway.acl import AclStore
 from gateway.errors import IdentityError, MessageError, ProvisioningError
 from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
 from gateway.messages.claims import JTI_PATTERN
-from gateway.messages.codec import b64url_decode, json_object
+from gateway.messages.codec import b64url_decode, header_object, json_object
 from gateway.messages.seal import new_jti
 from gateway.provisioning.locking import provisioning_lock
 from gateway.storage import atomic_write_text
@@ -105,11 +105,12 @@ def verify_transfer(
     """Verify STATEMENT against the pinned OWNER; ProvisioningError with a `transfer_*` code."""
     if not isinstance(statement, str) or len(statement) > MAX_STATEMENT_BYTES:
         raise _err("transfer_invalid", "a transfer statement is a compact JWS of at most 4 KiB")
-    parts = statement.strip().split(".")
+    statement = statement.strip()
+    parts = statement.split(".")
     if len(parts) != 3 or not parts[2]:
         raise _err("transfer_invalid", "the transfer statement is not a signed compact JWS")
     try:
-        header = json_object(b64url_decode(parts[0], "header"), "statement header")
+        header = header_object(statement, "statement header")
         payload = json_object(b64url_decode(parts[1], "payload"), "statement payload")
     except MessageError as exc:
         raise _err("transfer_invalid", f"the transfer statement is malformed: {exc}") from None
@@ -118,7 +119,7 @@ def verify_transfer(
     if header.get("kid") != owner.id:
         raise _err("transfer_not_owner", "the statement is not signed by this gateway's owner")
     try:
-        jws.deserialize_compact(statement.strip(), owner.jose_key(), registry=_REGISTRY)
+        jws.deserialize_compact(statement, owner.jose_key(), registry=_REGISTRY)
     except BadSignatureError:
         raise _err("transfer_bad_signature", "the statement signature does not verify") from None
     except JoseError as exc:

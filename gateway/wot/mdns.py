@@ -35,6 +35,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from gateway.config import MdnsConfig
+from gateway.config.model import WILDCARD_HOSTS, is_loopback
 from gateway.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,6 @@ CLOSE_TIMEOUT_S: Final = 3.0
 DEFAULT_BROWSE_S: Final = 3.0
 RESOLVE_TIMEOUT_MS: Final = 2000
 MAX_LABEL: Final = 63  # bytes of a DNS label (the instance name)
-WILDCARD_HOSTS: Final = ("", "0.0.0.0", "::")  # noqa: S104 (names, not a bind)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def lan_ipv4_addresses() -> list[str]:
@@ -77,7 +68,7 @@ def interfaces_for(cfg: MdnsConfig, http_host: str) -> list[str]:
         return []
     if cfg.interfaces:
         return list(cfg.interfaces)
-    if cfg.enabled is None and _is_loopback(http_host):
+    if cfg.enabled is None and is_loopback(http_host):
         return []  # a loopback demo stays quiet unless asked
     if http_host in WILDCARD_HOSTS:
         return lan_ipv4_addresses()

@@ -32,7 +32,6 @@ Writes and actions stay on HTTP and P2P, where the owner's ACL decides and the a
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from gateway.b64 import b64url_encode
 from gateway.errors import WotError
 from gateway.things.base import ActionSpec, EventSpec, PropertySpec, Thing
 
@@ -136,7 +136,7 @@ def td_digest(td: Mapping[str, Any]) -> str:
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogate) is a ValueError
         raise WotError(f"TD is not serialisable as JSON: {exc}") from exc
     digest = hashlib.sha256(canonical).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest)
 
 
 # -- building blocks ---------------------------------------------------------------------------
