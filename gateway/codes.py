@@ -8,9 +8,10 @@ audit log, `--json` output): never rename one. A code belongs to one or more sco
 - `Scope.MESSAGE`: a refusal of a sealed message (docs/protocol.md §3.1);
 - `Scope.PROVISIONING`: a refusal of a network claim or transfer (docs/provisioning.md §4, §5);
 - `Scope.CLI`: a code whose only job is the exit status of a command;
-- `Scope.LAYER`: the default code of an exception class (gateway/errors.py).
+- `Scope.LAYER`: the default code of an exception class (gateway/errors.py);
+- `Scope.DHT`: why a node refuses a DHT record (docs/dht-records.md, "What a node checks").
 
-Codes not registered here (DHT record codes, QR payload codes, ...) fall back to the defaults
+Codes not registered here fall back to the defaults
 of `http_status` and `exit_code`. Errors render themselves through `render`.
 """
 
@@ -32,6 +33,7 @@ class Scope(Enum):
     PROVISIONING = "provisioning"
     CLI = "cli"
     LAYER = "layer"
+    DHT = "dht"
 
 
 class Answer(Enum):
@@ -51,6 +53,7 @@ class Meta(NamedTuple):
 
 
 _R, _M, _P, _C, _L = Scope.REQUEST, Scope.MESSAGE, Scope.PROVISIONING, Scope.CLI, Scope.LAYER
+_D = Scope.DHT
 _S, _PL = Answer.SEALED, Answer.PLAIN
 
 
@@ -129,6 +132,21 @@ class Code(StrEnum):
     OWNER_CHANGED = "owner_changed", 409, EXIT_FAIL, _S, (_P,), "the owner changed meanwhile"
     STATE_IO = "state_io", 503, EXIT_FAIL, _S, (_P,), "a state file is not readable/writable"
     SETUP_STATE_DAMAGED = "setup_state_damaged", 503, EXIT_FAIL, _S, (_P,), "setup file damaged"
+
+    # -- DHT records refused by a node (docs/dht-records.md): a STORE answered False, a value
+    # dropped from a lookup; a peer command that finds no valid record fails (exit 1)
+    RECORD_NOT_TEXT = "record_not_text", 400, EXIT_FAIL, _PL, (_D,), "not a string or bytes"
+    RECORD_TOO_LARGE = "record_too_large", 400, EXIT_FAIL, _PL, (_D,), "over 4096 bytes"
+    RECORD_MALFORMED = "record_malformed", 400, EXIT_FAIL, _PL, (_D,), "not a well-formed record"
+    RECORD_BAD_ALG = "record_bad_alg", 400, EXIT_FAIL, _PL, (_D,), "alg is not ES256"
+    RECORD_BAD_KEY = "record_bad_key", 400, EXIT_FAIL, _PL, (_D,), "jwk not a P-256 public key"
+    RECORD_BAD_SIGNATURE = "record_bad_signature", 400, EXIT_FAIL, _PL, (_D,), "bad signature"
+    RECORD_KEY_MISMATCH = "record_key_mismatch", 400, EXIT_FAIL, _PL, (_D,), "id is not the key's"
+    RECORD_WRONG_DHT_KEY = "record_wrong_dht_key", 400, EXIT_FAIL, _PL, (_D,), "filed elsewhere"
+    RECORD_MISSING_FIELD = "record_missing_field", 400, EXIT_FAIL, _PL, (_D,), "a field missing"
+    RECORD_BAD_FIELD = "record_bad_field", 400, EXIT_FAIL, _PL, (_D,), "a field out of bounds"
+    RECORD_EXPIRED = "record_expired", 400, EXIT_FAIL, _PL, (_D,), "the record has expired"
+    RECORD_NOT_YET_VALID = "record_not_yet_valid", 400, EXIT_FAIL, _PL, (_D,), "iat in the future"
 
     # -- command line: bad usage, config or input (exit 2)
     CONFIG = "config", 500, EXIT_USAGE, _S, (_C, _L), "a configuration file is malformed"

@@ -230,3 +230,18 @@ def test_an_os_error_without_a_file_is_one_line_too() -> None:
     err = os_failure(ConnectionResetError(104, "Connection reset by peer"))
     assert isinstance(err, StreembitError) and err.code == "error"
     assert fail(Namespace(json=False), err) == EXIT_FAIL
+
+
+def test_dht_record_codes_are_the_registry_and_the_doc() -> None:
+    """Every refusal code of docs/dht-records.md's check table is registered (Scope.DHT), and
+    every registered record code is in that table and is what gateway.p2p.records raises."""
+    import re
+
+    from gateway.codes import Code, Scope
+    from gateway.p2p.records import RecordCode
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dht-records.md").read_text()
+    in_doc = set(re.findall(r"`(record_[a-z_]+)`", doc))
+    registered = {c.value for c in Code.in_scope(Scope.DHT)}
+    assert registered == in_doc
+    assert {v for k, v in vars(RecordCode).items() if k.isupper()} == registered

@@ -29,6 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from gateway.b64 import Base64UrlError
+from gateway.codes import Code
 from gateway.compact import peek_header
 from gateway.errors import IdentityError, P2PError
 from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
@@ -76,20 +77,20 @@ _CONTACT_REQUIRED: Final = ("addrs", "td")
 
 
 class RecordCode:
-    """Stable `P2PError.code` values for refused records (one per reason)."""
+    """Stable `P2PError.code` values for refused records (one per reason; gateway.codes)."""
 
-    NOT_TEXT = "record_not_text"
-    TOO_LARGE = "record_too_large"
-    MALFORMED = "record_malformed"
-    BAD_ALG = "record_bad_alg"
-    BAD_KEY = "record_bad_key"
-    BAD_SIGNATURE = "record_bad_signature"
-    KEY_MISMATCH = "record_key_mismatch"
-    WRONG_DHT_KEY = "record_wrong_dht_key"
-    MISSING_FIELD = "record_missing_field"
-    BAD_FIELD = "record_bad_field"
-    EXPIRED = "record_expired"
-    NOT_YET_VALID = "record_not_yet_valid"
+    NOT_TEXT = Code.RECORD_NOT_TEXT
+    TOO_LARGE = Code.RECORD_TOO_LARGE
+    MALFORMED = Code.RECORD_MALFORMED
+    BAD_ALG = Code.RECORD_BAD_ALG
+    BAD_KEY = Code.RECORD_BAD_KEY
+    BAD_SIGNATURE = Code.RECORD_BAD_SIGNATURE
+    KEY_MISMATCH = Code.RECORD_KEY_MISMATCH
+    WRONG_DHT_KEY = Code.RECORD_WRONG_DHT_KEY
+    MISSING_FIELD = Code.RECORD_MISSING_FIELD
+    BAD_FIELD = Code.RECORD_BAD_FIELD
+    EXPIRED = Code.RECORD_EXPIRED
+    NOT_YET_VALID = Code.RECORD_NOT_YET_VALID
 
 
 @dataclass(frozen=True)
