@@ -72,6 +72,9 @@ setup_test_tools() {
     # install.sh and the ops tests: shellcheck, systemd-analyze (systemd), unshare + ip for the
     # mDNS network namespace (util-linux, iproute2), pgrep (procps), the status page's browser
     apt_install shellcheck systemd util-linux iproute2 procps chromium
+    # the NAT lab (tests/netns/natlab.py): routers' nft rulesets, UPnP/NAT-PMP daemon and client;
+    # miniupnpd's debconf default leaves its service disabled (the lab runs it in a namespace)
+    apt_install nftables miniupnpd miniupnpc
     if ! command -v node >/dev/null \
         || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
         apt_install nodejs
