@@ -12,7 +12,6 @@ Also here: the demo's --host / --advertise refusals, and how a peer picks its DH
 from __future__ import annotations
 
 import json
-import selectors
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from gateway.peer.find import source_address
 from tests.helpers import GW, PEER, provision_cli, run_cli
 from tests.netns.lan import Lan, NetnsUnavailable
+from tests.netns.procs import first_line
 
 READY_TIMEOUT_S = 30.0  # a seed or gateway prints its ready line
 STOP_TIMEOUT_S = 15.0  # SIGTERM to exit: the gateway locks the lock and saves its settings
@@ -37,13 +37,8 @@ def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
 def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start a long-running command; its first stdout line is its JSON ready line."""
     proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        ready = sel.select(READY_TIMEOUT_S)
-    line = proc.stdout.readline() if ready else ""
+    line = first_line(proc, READY_TIMEOUT_S)
     if not line:
-        proc.kill()
         _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
         raise AssertionError(f"{args} did not start within {READY_TIMEOUT_S} s: {err}")
     return proc, json.loads(line)

@@ -225,7 +225,8 @@ class NatLab:
             raise NatLabUnavailable(
                 f"`ip netns add` failed ({proc.stderr.strip()}): the NAT lab makes network "
                 "namespaces of its own and needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and "
-                "iproute2")
+                "iproute2"
+            )
         self._made.append(name)
         self._ip("-n", name, "link", "set", "lo", "up")
         return name
@@ -256,15 +257,10 @@ class NatLab:
         self._exec(ns, "sh", "-c", f"echo {value} > {path}")
 
     def _wait_line(self, proc: subprocess.Popen[str], what: str) -> str:
-        assert proc.stdout is not None
-        import selectors
+        from tests.netns.procs import first_line
 
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            ready = sel.select(READY_TIMEOUT_S)
-        line = proc.stdout.readline() if ready else ""
+        line = first_line(proc, READY_TIMEOUT_S)
         if not line:
-            proc.kill()
             raise RuntimeError(f"{what} did not start: {proc.communicate()[1]}")
         return line
 
@@ -300,8 +296,10 @@ class NatLab:
         proc = subprocess.run([self.ip, "netns", "exec", ns, self.nft, "-f", str(rules)],
                               capture_output=True, text=True, timeout=CMD_TIMEOUT_S)  # fmt: skip
         if proc.returncode != 0:
-            raise NatLabUnavailable(f"nft could not load the {kind} router's ruleset (nftables "
-                                    f"and a kernel with nf_tables needed): {proc.stderr.strip()}")
+            raise NatLabUnavailable(
+                f"nft could not load the {kind} router's ruleset (nftables "
+                f"and a kernel with nf_tables needed): {proc.stderr.strip()}"
+            )
         return ns
 
     def _next_wan(self) -> str:
