@@ -1,34 +1,29 @@
 """`streembit-peer`: keys, owner-signed ACLs and bearer tokens on the peer (owner or user) side."""
 
+# A one-shot command (issue 11: `read` with a cached contact record < 300 ms) is mostly start-up:
+# each command imports what it uses (the ACL, token and key code here; the network side in
+# peer_net.py), and `main` keeps the garbage collector off the imports (common.pause_gc).
+# tests/test_peer_imports.py guards the modules a command loads; bench/bench_peer_cli.py times it.
+
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.acl import (
-    BASE_OPS,
-    Acl,
-    Grant,
-    new_acl,
-    read_acl_unverified,
-    sign_acl,
-    with_grant,
-    without_subject,
-)
-from gateway.auth import issue_token
-from gateway.cli.common import EXIT_OK, add_json, id_arg, out, run
+from gateway.cli.common import EXIT_OK, add_json, id_arg, out, pause_gc, run
 from gateway.cli.help import Parser
-from gateway.cli.peer_net import add_network_commands
-from gateway.cli.provisioning_peer import add_commands as add_provisioning_commands
 from gateway.errors import AclError, IdentityError, StreembitError
-from gateway.identity import generate_keypair, load_keypair, load_public, write_keypair
-from gateway.identity.keys import is_id
-from gateway.storage import atomic_write_text
+
+if TYPE_CHECKING:
+    from gateway.acl import Acl
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    from gateway.identity import generate_keypair, write_keypair
+
     path = Path(args.key)
     if path.exists() and not args.force:
         raise IdentityError(f"{path} exists; use --force to replace it", code="bad_key")
@@ -39,6 +34,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_id(args: argparse.Namespace) -> int:
+    from gateway.identity import load_keypair, load_public
+
     path = Path(args.key)
     try:
         ident = load_public(path)
@@ -49,6 +46,9 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import issue_token
+    from gateway.identity import load_keypair
+
     kp = load_keypair(Path(args.key))
     token = issue_token(kp, audience=args.gateway, ttl=args.ttl)
     out(args, {"token": token, "ttl": args.ttl}, token)
@@ -56,6 +56,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def _load_acl(path: Path, gateway: str) -> Acl:
+    from gateway.acl import new_acl, read_acl_unverified
+
     if not path.exists():
         return new_acl(gateway)
     acl = read_acl_unverified(path.read_text(encoding="utf-8", errors="replace").strip())
@@ -83,11 +85,18 @@ def _when(value: str | None, what: str) -> int | None:
 
 
 def _save(args: argparse.Namespace, acl: Acl) -> None:
+    from gateway.acl import sign_acl
+    from gateway.identity import load_keypair
+    from gateway.storage import atomic_write_text
+
     owner = load_keypair(Path(args.key))
     atomic_write_text(Path(args.acl), sign_acl(acl, owner) + "\n", mode=0o600)
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
+    from gateway.acl import BASE_OPS, Grant, with_grant
+    from gateway.identity import load_public
+
     acl = _load_acl(Path(args.acl), args.gateway)
     ops = sorted(BASE_OPS) if args.ops.strip() == "all" else _split(args.ops)
     unknown = [o for o in ops if o not in BASE_OPS]
@@ -114,6 +123,10 @@ def cmd_grant(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
+    from gateway.acl import without_subject
+    from gateway.identity import load_public
+    from gateway.identity.keys import is_id
+
     acl = _load_acl(Path(args.acl), args.gateway)
     subject = args.subject
     if Path(subject).exists():
@@ -129,6 +142,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from gateway.acl import read_acl_unverified
+
     acl = read_acl_unverified(Path(args.acl).read_text(encoding="utf-8", errors="replace").strip())
     doc = acl.to_json()
 
@@ -147,6 +162,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     out(args, doc, human)
     return EXIT_OK
+
+
+class _KnownOps:
+    """The operations a grant may list (gateway.acl.BASE_OPS), as help text shows them: argparse
+    formats a help only when it prints it, so parsing a command loads no ACL code for this."""
+
+    def __str__(self) -> str:
+        from gateway.acl import BASE_OPS
+
+        return ", ".join(sorted(BASE_OPS))
 
 
 def parser() -> Parser:
@@ -209,11 +234,10 @@ def parser() -> Parser:
         if name == "grant":
             sp.add_argument("--subject", required=True, help="the grantee's public key file")
             sp.add_argument("--things", required=True, help="comma-separated names, or *")
-            sp.add_argument(
-                "--ops",
-                required=True,
-                help=f"comma-separated: {', '.join(sorted(BASE_OPS))}; or all",
+            ops = sp.add_argument(
+                "--ops", required=True, help="comma-separated: %(known_ops)s; or all"
             )
+            vars(ops)["known_ops"] = _KnownOps()  # argparse formats help with vars(action)
             sp.add_argument("--affordances", help="comma-separated names (default *)")
             sp.add_argument("--not-before", help="ISO 8601 start of validity")
             sp.add_argument("--not-after", help="ISO 8601 end of validity")
@@ -226,13 +250,21 @@ def parser() -> Parser:
     add_json(sp)
     sp.add_argument("--acl", required=True)
     sp.set_defaults(func=cmd_show)
-    add_network_commands(sub, acl)
+    from gateway.cli.discover import add_commands as add_discover_commands
+    from gateway.cli.peer_net import add_network_commands
+    from gateway.cli.provisioning_peer import add_commands as add_provisioning_commands
+
+    add_network_commands(sub, acl)  # node, find, things, read, ...: gateway/cli/peer_net.py
     add_provisioning_commands(sub)  # owner-qr, claim, transfer: gateway/cli/provisioning_peer.py
-    __import__("gateway.cli.discover", fromlist=["x"]).add_commands(sub)  # LAN discovery (mDNS)
+    add_discover_commands(sub)  # LAN discovery (mDNS): gateway/cli/discover.py
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line ARGV; None: this process's (the console script), whose start-up runs
+    without garbage collection until the command has loaded its modules (common.pause_gc)."""
+    if argv is None:
+        pause_gc()
     return run(parser(), argv, id_options=("--gateway", "--subject", "--to"))
 
 
