@@ -43,6 +43,8 @@ from gateway.ops.sdnotify import Notifier
 from gateway.ops.sysaudit import ACL_POLL_S, AUDIT_RETRY_CAP_S, SystemAudit
 from gateway.ops.view import GatewayView
 from gateway.p2p import DhtNode
+from gateway.reach.manager import Reach
+from gateway.reach.relay import RelayService
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
@@ -97,6 +99,8 @@ class Gateway:
     http_url: str = ""
     p2p: P2PBinding | None = None
     dht: DhtNode | None = None
+    relay: RelayService | None = None  # serves relays when public (docs/reach.md)
+    reach: Reach | None = None  # how peers reach us: public, mapped, relayed
     companion: CompanionSetup | None = None
     mqtt: MqttBinding | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -272,9 +276,22 @@ class Gateway:
             rate_per_s=cfg.rate_per_s,
             burst=cfg.burst,
         )
+        # relay routes on the P2P listener, off until a dial-back check says we are public
+        self.relay = RelayService(relay_id=self.identity.id, enabled=False)
+        self.relay.mount(self.p2p.app)
         await self.p2p.start()
         self.dht = DhtNode(cfg.dht_host, cfg.dht_port, bootstrap=cfg.bootstrap)
         await self.dht.start()
+        if cfg.reach:
+            self.reach = Reach(
+                identity=self.identity,
+                binding=self.p2p,
+                dht=self.dht,
+                config=cfg,
+                republish=self.publish_contact,
+                relay=self.relay,
+            )
+            await self.reach.start()
         await self.publish_contact()
 
     @property
@@ -284,7 +301,10 @@ class Gateway:
         url = urlsplit(self.p2p.url)  # the listening port, at each advertised host
         addrs = [*self.config.p2p.public_ws]
         addrs += [f"ws://{url_host(h)}:{url.port}{url.path}" for h in self.config.advertise]
-        return addrs or [self.p2p.url]
+        addrs = addrs or [self.p2p.url]
+        if self.reach is not None:  # observed public or mapped address, then relays
+            addrs += [a for a in self.reach.addrs if a not in addrs]
+        return addrs
 
     def things_digest(self) -> str:
         """Digest of the TD Directory listing, published in the contact record."""
@@ -334,6 +354,10 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await self.mqtt.stop()
             self.mqtt = None
+        if self.reach is not None:  # relay reservations and router mappings are released
+            with contextlib.suppress(Exception):
+                await self.reach.stop()
+            self.reach = None
         if self.p2p is not None:
             with contextlib.suppress(Exception):
                 await self.p2p.stop()
@@ -428,6 +452,9 @@ class Gateway:
             info["dht"] = f"{url_host(host)}:{self.dht.port}"  # what others bootstrap through
         if self.p2p is not None:
             info["ws"] = self.contact_addrs[0] if self.contact_addrs else self.p2p.url
+        if self.reach is not None:
+            st = self.reach.state
+            info["reach"] = {"mode": st.mode, "addrs": self.reach.addrs}
         if self.presence.mdns is not None:
             info["mdns"] = self.presence.mdns.interfaces
         return info

@@ -9,7 +9,9 @@ audit log, `--json` output): never rename one. A code belongs to one or more sco
 - `Scope.PROVISIONING`: a refusal of a network claim or transfer (docs/provisioning.md §4, §5);
 - `Scope.CLI`: a code whose only job is the exit status of a command;
 - `Scope.LAYER`: the default code of an exception class (gateway/errors.py);
-- `Scope.DHT`: why a node refuses a DHT record (docs/dht-records.md, "What a node checks").
+- `Scope.DHT`: why a node refuses a DHT record (docs/dht-records.md, "What a node checks");
+- `Scope.REACH`: why a relay, a dial-back, a port mapping or a hole punch refused or failed
+  (docs/reach.md).
 
 Codes not registered here fall back to the defaults
 of `http_status` and `exit_code`. Errors render themselves through `render`.
@@ -34,6 +36,7 @@ class Scope(Enum):
     CLI = "cli"
     LAYER = "layer"
     DHT = "dht"
+    REACH = "reach"
 
 
 class Answer(Enum):
@@ -53,7 +56,7 @@ class Meta(NamedTuple):
 
 
 _R, _M, _P, _C, _L = Scope.REQUEST, Scope.MESSAGE, Scope.PROVISIONING, Scope.CLI, Scope.LAYER
-_D = Scope.DHT
+_D, _RE = Scope.DHT, Scope.REACH
 _S, _PL = Answer.SEALED, Answer.PLAIN
 
 
@@ -147,6 +150,20 @@ class Code(StrEnum):
     RECORD_BAD_FIELD = "record_bad_field", 400, EXIT_FAIL, _PL, (_D,), "a field out of bounds"
     RECORD_EXPIRED = "record_expired", 400, EXIT_FAIL, _PL, (_D,), "the record has expired"
     RECORD_NOT_YET_VALID = "record_not_yet_valid", 400, EXIT_FAIL, _PL, (_D,), "iat in the future"
+
+    # -- reaching a gateway behind NAT (docs/reach.md): relays, dial-backs, mappings, punches
+    RELAY_DISABLED = "relay_disabled", 503, EXIT_FAIL, _PL, (_RE,), "this node does not relay"
+    RELAY_FULL = "relay_full", 503, EXIT_FAIL, _PL, (_RE,), "the relay is at a limit"
+    RELAY_BAD_RESERVATION = "relay_bad_reservation", 400, EXIT_FAIL, _PL, (_RE,), "bad request"
+    RELAY_NO_RESERVATION = "relay_no_reservation", 404, EXIT_FAIL, _PL, (_RE,), "not reserved"
+    RELAY_RATE_LIMITED = "relay_rate_limited", 429, EXIT_FAIL, _PL, (_RE,), "over a rate limit"
+    RELAY_CIRCUIT_LIMIT = "relay_circuit_limit", 503, EXIT_FAIL, _PL, (_RE,), "circuit limit hit"
+    RELAY_UNREACHABLE = "relay_unreachable", 502, EXIT_FAIL, _PL, (_RE,), "no relay answered"
+    DIALBACK_REFUSED = "dialback_refused", 400, EXIT_FAIL, _PL, (_RE,), "dial-back refused"
+    PORTMAP_UNAVAILABLE = "portmap_unavailable", 502, EXIT_FAIL, _PL, (_RE,), "no mapping router"
+    PORTMAP_REFUSED = "portmap_refused", 502, EXIT_FAIL, _PL, (_RE,), "the router refused"
+    PUNCH_FAILED = "punch_failed", 502, EXIT_FAIL, _PL, (_RE,), "no direct path was made"
+    REACH = "reach", 502, EXIT_FAIL, _S, (_L,), "a reachability step failed"
 
     # -- command line: bad usage, config or input (exit 2)
     CONFIG = "config", 500, EXIT_USAGE, _S, (_C, _L), "a configuration file is malformed"

@@ -21,6 +21,7 @@ __all__ = [
     "MessageError",
     "P2PError",
     "ProvisioningError",
+    "ReachError",
     "RequestError",
     "StreembitError",
     "ThingError",
@@ -102,6 +103,12 @@ class P2PError(StreembitError):
     """The DHT or the peer transport failed, or a DHT record was refused."""
 
     code: str = Code.P2P
+
+
+class ReachError(P2PError):
+    """A reachability step (relay, dial-back, port mapping, hole punch) refused or failed."""
+
+    code: str = Code.REACH
 
 
 class ProvisioningError(StreembitError):

@@ -9,18 +9,16 @@ or miniupnpd) these tests fail, naming what is missing; they never skip.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.netns import natlab
-from tests.netns.natlab import PROBE, Host, NatLab, NatLabUnavailable, nat_lab
+from tests.netns.natlab import PROBE, Host, NatLab, NatLabUnavailable, lab_for_test, nat_lab
 
 ECHO_UDP = 4000
 ECHO_TCP = 4001
@@ -28,13 +26,7 @@ LISTEN_S = 1.5  # the home host waits this long for an unsolicited datagram
 SEND_WAIT_S = 1.0  # the unsolicited sender waits this long for an answer
 
 
-@contextlib.contextmanager
-def lab() -> Iterator[NatLab]:
-    try:
-        with nat_lab() as built:
-            yield built
-    except NatLabUnavailable as exc:
-        pytest.fail(f"the NAT lab cannot be built here: {exc}", pytrace=False)
+lab = lab_for_test  # fails (never skips) where the lab cannot be built
 
 
 def line(proc: subprocess.Popen[str]) -> dict[str, Any]:

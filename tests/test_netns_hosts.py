@@ -12,7 +12,6 @@ Also here: the demo's --host / --advertise refusals, and how a peer picks its DH
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 from gateway.peer.find import source_address
 from tests.helpers import GW, PEER, provision_cli, run_cli
 from tests.netns.lan import Lan, NetnsUnavailable
-from tests.netns.procs import first_line
+from tests.netns.procs import first_line, stop
 
 READY_TIMEOUT_S = 30.0  # a seed or gateway prints its ready line
 STOP_TIMEOUT_S = 15.0  # SIGTERM to exit: the gateway locks the lock and saves its settings
@@ -42,17 +41,6 @@ def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
         _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
         raise AssertionError(f"{args} did not start within {READY_TIMEOUT_S} s: {err}")
     return proc, json.loads(line)
-
-
-def stop(proc: subprocess.Popen[str]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT_S)
-        raise
 
 
 def private_lan(roles: list[str]) -> Lan:

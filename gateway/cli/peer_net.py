@@ -18,17 +18,14 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import jsonsafe
-from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, id_arg, out
-from gateway.config import parse_hostport
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, SETTLES_GC, add_json, id_arg, out, settle_gc
 from gateway.errors import ConfigError, IdentityError, P2PError
-from gateway.identity import load_keypair
 
 if TYPE_CHECKING:  # the network side (aiohttp, the DHT) is imported by the commands using it
     from gateway.peer import PeerConnection
@@ -62,8 +59,13 @@ async def answer(
 
 
 def _bootstrap(args: argparse.Namespace) -> list[tuple[str, int]]:
-    boot = []
-    for text in getattr(args, "bootstrap", None) or []:
+    boot: list[tuple[str, int]] = []
+    texts = getattr(args, "bootstrap", None) or []
+    if not texts:
+        return boot
+    from gateway.config import parse_hostport  # (the config model: only when given)
+
+    for text in texts:
         try:
             boot.append(parse_hostport(text))
         except ValueError as exc:
@@ -125,36 +127,9 @@ def _record_dict(c: Contact) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_node(args: argparse.Namespace) -> int:
-    from gateway.p2p import DhtNode
+    from gateway.cli.node import cmd_node as run_node
 
-    async def main() -> int:
-        host = host_arg(args) or "127.0.0.1"
-        node = DhtNode(host, args.dht_port, bootstrap=_bootstrap(args))
-        try:
-            await node.start()
-        except OSError as exc:
-            await node.stop()
-            raise P2PError(
-                f"cannot listen on udp {host}:{args.dht_port} ({exc.strerror or exc})",
-                code="bind_failed",
-            ) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            info: dict[str, Any] = {
-                "dht": f"{node.host}:{node.port}",
-                "node": node.node_id.hex(),
-                "contacts": node.routing_size(),
-            }
-            out(args, info, f"DHT node {info['node'][:16]}… listening on udp {info['dht']}")
-            await stop.wait()
-        finally:
-            await node.stop()
-        return EXIT_OK
-
-    return asyncio.run(main())
+    return run_node(args, host_arg(args) or "127.0.0.1", _bootstrap(args))
 
 
 def cmd_find(args: argparse.Namespace) -> int:
@@ -167,11 +142,32 @@ def cmd_find(args: argparse.Namespace) -> int:
         if cache is not None:  # find always asks the DHT, and refreshes the cache
             cache.save(c)
         d = _record_dict(c)
+        if getattr(args, "connect", False):
+            d["path"] = await _path_taken(c)
         shown = {k: _utc(v) if k in TIME_KEYS else v for k, v in d.items()}
         out(args, d, lambda: "\n".join(f"{k}: {v}" for k, v in shown.items()))
         return EXIT_OK
 
     return asyncio.run(main())
+
+
+async def _path_taken(c: Contact) -> dict[str, Any]:
+    """Connect as a throwaway key (Happy Eyeballs over the record's addresses, as every command
+    does) and say which address answered and how: direct, or relayed (docs/reach.md)."""
+    import time
+
+    from gateway.identity import generate_keypair
+    from gateway.peer import PeerClient, PeerConnectionError
+    from gateway.peer.find import connect
+
+    t0 = time.perf_counter()
+    async with PeerClient(generate_keypair()) as client:
+        try:
+            conn = await connect(client, c)
+        except PeerConnectionError as exc:
+            return {"path": None, "error": str(exc)}
+        took = round((time.perf_counter() - t0) * 1000, 1)
+        return {"path": conn.path, "url": conn.url, "connect_ms": took}
 
 
 def _session(
@@ -185,13 +181,18 @@ def _session(
                 setattr(args, attr, Json(json_arg(getattr(args, attr), what)))
         if not getattr(args, "key", None):
             raise IdentityError("--key KEY is needed to talk to a gateway", code="no_key")
+        from gateway.identity import load_keypair
+
         key = load_keypair(Path(args.key))
 
         from gateway.peer import PeerClient
         from gateway.peer.cache import connect_by_id
 
+        boot = _bootstrap(args)
+        settle_gc()  # start-up done: every module this command needs is loaded (common.py)
+
         async def main() -> int:
-            boot, host, cache = _bootstrap(args), host_arg(args), cache_arg(args)
+            host, cache = host_arg(args), cache_arg(args)
             async with PeerClient(key) as client:
                 conn = await connect_by_id(
                     client, args.gateway_id, bootstrap=boot, host=host, cache=cache
@@ -239,6 +240,7 @@ def _stream(kind: str) -> Action:
         a.streaming = True
         stream = c.observe(a.thing, a.name) if kind == "observe" else c.subscribe(a.thing, a.name)
         n = 0
+        upgrading = _announce_and_upgrade(c)
         async with stream:
             async for ev in stream.events():
                 line = {"thing": ev.thing, "name": ev.name, "seq": ev.seq, "data": ev.data}
@@ -246,9 +248,31 @@ def _stream(kind: str) -> Action:
                 n += 1
                 if a.count and n >= a.count:
                     break
+        if upgrading is not None:
+            upgrading.cancel()
         return None
 
     return run
+
+
+def _announce_and_upgrade(c: PeerConnection) -> asyncio.Task[None] | None:
+    """A streaming command says on stderr how it reached the gateway; through a relay it then
+    tries a direct link (hole punch) in the background and says when it moved there."""
+    import sys
+
+    how = "relayed" if c.path == "relayed" else "directly"
+    print(f"connected to {c.gateway.id[:12]}… {how} via {c.url}", file=sys.stderr, flush=True)
+    if c.path != "relayed":
+        return None
+    from gateway.reach.upgrade import upgrade
+
+    async def run() -> None:
+        if await upgrade(c):
+            print(f"moved to a direct link {c.url} (hole punched)", file=sys.stderr, flush=True)
+        else:
+            print("staying on the relay (no direct path)", file=sys.stderr, flush=True)
+
+    return asyncio.create_task(run(), name="peer-upgrade")
 
 
 def _plain(result: Any, a: argparse.Namespace) -> str:
@@ -289,19 +313,21 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
         )
         return p
 
-    sp = sub.add_parser("node", help="run a plain DHT node (a seed for others to join through)")
-    net(sp, host=False)
-    sp.add_argument("--dht-port", type=int, default=4242, help="UDP port (0 picks a free one)")
-    sp.add_argument(
-        "--host",
-        default=argparse.SUPPRESS,
-        metavar="ADDR",
-        help="address to listen on (default 127.0.0.1: this machine only; a LAN address or "
-        "0.0.0.0 for other hosts)",
+    sp = sub.add_parser(
+        "node", help="run a DHT node (a seed for others to join through) and, when public, a relay"
     )
+    net(sp, host=False)
+    from gateway.cli.node import add_node_args
+
+    add_node_args(sp)
     sp.set_defaults(func=cmd_node)
 
     sp = net(sub.add_parser("find", help="print a gateway's verified contact record"))
+    sp.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect and show which path answered (direct or through which relay)",
+    )
     sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
     sp.set_defaults(func=cmd_find)
 
@@ -336,9 +362,12 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
             sp.add_argument("input", nargs="?", default=None, metavar="INPUT")
         if name in ("observe", "subscribe"):
             sp.add_argument("--count", type=int, default=0, help="stop after N (default: forever)")
-        sp.set_defaults(func=_session(action, human))
+        sp.set_defaults(func=_session(action, human), **{SETTLES_GC: True})
 
     sp = net(acl_sub.add_parser("push", help="send a signed ACL to a running gateway (owner)"))
     sp.add_argument("--acl", required=True)
     sp.add_argument("gateway_id", metavar="GW_ID", type=id_arg)
-    sp.set_defaults(func=_session(_acl_push, lambda r, a: f"ACL installed: {json.dumps(r)}"))
+    sp.set_defaults(
+        func=_session(_acl_push, lambda r, a: f"ACL installed: {json.dumps(r)}"),
+        **{SETTLES_GC: True},
+    )

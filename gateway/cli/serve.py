@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from gateway.app import Gateway
 from gateway.cli.listen import machine_addresses
@@ -52,6 +53,10 @@ def apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayC
             except ValueError as exc:
                 raise ConfigError("--bootstrap", text, f"HOST:PORT ({exc})") from None
         p2p = dataclasses.replace(p2p, enabled=True, bootstrap=tuple(boot))
+    if getattr(args, "no_relay", False):
+        p2p = dataclasses.replace(p2p, relay=False)
+    if getattr(args, "no_reach", False):
+        p2p = dataclasses.replace(p2p, reach=False)
     if args.no_p2p:
         p2p = dataclasses.replace(p2p, enabled=False)
     mdns = config.mdns
@@ -78,6 +83,16 @@ def add_serve_flags(sp: argparse.ArgumentParser, http_default: str) -> None:
         help="a DHT node to join through (repeatable); none: be the first node",
     )
     sp.add_argument("--no-p2p", action="store_true", help="serve HTTP only (no DHT, no WebSocket)")
+    sp.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="never relay for other gateways, even when publicly reachable (docs/reach.md)",
+    )
+    sp.add_argument(
+        "--no-reach",
+        action="store_true",
+        help="publish only the configured addresses: no dial-back check, port mapping or relays",
+    )
     sp.add_argument(
         "--mdns-interface",
         action="append",
@@ -176,6 +191,8 @@ def _print_ready(gw: Gateway, *, json_line: bool) -> None:
         print(f"  status page: {info['http']}/status", flush=True)
         if "ws" in info:
             print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
+        if "reach" in info:
+            print(f"  reachable: {_reach_line(info['reach'])}", flush=True)
         for name in gw.things:
             print(f"  {name}: {info['http']}/things/{name}", flush=True)
         if info["owner"] is None:
@@ -186,6 +203,21 @@ def _print_ready(gw: Gateway, *, json_line: bool) -> None:
             )
             gw.acl.on_change.append(_owner_banner(gw))
     log.info("gateway %s ready at %s", info["id"], info["http"], extra={"gateway": gw.id})
+
+
+def _reach_line(reach: dict[str, Any]) -> str:
+    """How peers outside the LAN reach the gateway, for a person (docs/reach.md)."""
+    mode, addrs = reach["mode"], reach["addrs"]
+    if mode == "public":
+        return f"directly at {addrs[0] if addrs else 'the advertised address'} (public)"
+    if mode == "mapped":
+        return f"through the router's mapped port {addrs[0] if addrs else ''}".rstrip()
+    if mode == "relayed":
+        relays = [a.split("/relay/", 1)[0] for a in addrs if "/relay/v1/connect/" in a]
+        if not relays:
+            return "not yet: no relay reservation (behind NAT; retrying)"
+        return f"through relays {', '.join(relays)} (behind NAT; peers may punch a direct path)"
+    return "on this network only (loopback listener or no DHT peers to ask)"
 
 
 async def _until_stopped(gw: Gateway, stop: asyncio.Event) -> None:

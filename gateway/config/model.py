@@ -238,6 +238,20 @@ class P2pConfig:
         min=1,
         max=100000,
     )
+    reach: bool = setting(
+        True,
+        "find out how peers can reach this gateway (dial-backs by DHT peers), then map a "
+        "router port or keep relay reservations when it is not reachable (docs/reach.md)",
+    )
+    portmap: bool = setting(
+        True, "ask the router for a port mapping (NAT-PMP, UPnP-IGD) when not reachable"
+    )
+    relay: bool = setting(
+        True, "relay for gateways behind NAT when this one is publicly reachable (`--no-relay`)"
+    )
+    relays: int = setting(
+        2, "relays to keep reservations at when not reachable otherwise", min=1, max=8
+    )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ TYPES: Final = frozenset({REQUEST, REPLY, EVENT, ERROR})
 
 #: Operation -> body fields it requires (besides `op`). WoT operation names, plus the
 #: Streembit-specific `things` (list the Things), `td` (fetch one TD), `aclpush` (new ACL JWS),
-#: `claim` (prove the setup code of an unclaimed gateway) and `transfer` (an owner-signed
-#: ownership transfer statement); docs/provisioning.md.
+#: `claim` (prove the setup code of an unclaimed gateway), `transfer` (an owner-signed
+#: ownership transfer statement; docs/provisioning.md) and `punch` (a step of a direct-link
+#: upgrade; docs/reach.md).
 OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "things": (),
     "td": ("thing",),
@@ -40,6 +41,7 @@ OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "aclpush": ("input",),
     "claim": ("input",),
     "transfer": ("input",),
+    "punch": ("input",),
 }
 
 JTI_BYTES: Final = 16  # 128 random bits: collisions are negligible within a message lifetime
@@ -88,6 +90,8 @@ def _check_request(body: Mapping[str, Any]) -> None:
         raise _bad("input", "the compact JWS of the ACL for op aclpush")
     if op == "transfer" and not isinstance(body["input"], str):
         raise _bad("input", "the compact JWS of the transfer statement for op transfer")
+    if op == "punch" and not isinstance(body["input"], dict):
+        raise _bad("input", "an object (a hole-punch step) for op punch")
 
 
 def _check_reply(body: Mapping[str, Any]) -> None:

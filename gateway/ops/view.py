@@ -69,6 +69,7 @@ class GatewayView:
             "audit_healthy": gw.audit.healthy,
             "config": gw.config.source if runinfo.config_file(gw.config.source) else None,
             "config_changed": drift.message() if drift else None,
+            "reach": gw.reach.status() if gw.reach is not None else None,
         }
         return info
 
@@ -148,6 +149,7 @@ class GatewayView:
                 len(gw.p2p.sessions) if gw.p2p is not None else 0
             )
         )
+        fams += self._reach_families()
         audit = gw.audit
         fams += [
             Family("audit_records_total", "Audit records committed", "counter").add(audit.records),
@@ -181,3 +183,36 @@ class GatewayView:
             ),
         ]
         return fams
+
+    def _reach_families(self) -> list[Family]:
+        """How peers reach the gateway and what relaying costs (docs/reach.md)."""
+        gw = self.gw
+        mode = Family("reach_mode", "1 for how peers reach the gateway", "gauge")
+        current = gw.reach.state.mode if gw.reach is not None else "off"
+        for name in ("off", "local", "public", "mapped", "relayed"):
+            mode.add(1 if name == current else 0, mode=name)
+        st = gw.reach.status() if gw.reach is not None else {}
+        res = st.get("reservations") or {}
+        relay = gw.relay.stats() if gw.relay is not None else {}
+        ups = st.get("upgrades") or {}
+        return [
+            mode,
+            Family("reach_relay_reservations", "Relays holding a reservation for us", "gauge").add(
+                res.get("reserved", 0)
+            ),
+            Family("reach_relayed_sessions", "Peers connected to us through relays", "gauge").add(
+                res.get("circuits", 0)
+            ),
+            Family("reach_punched_total", "Direct links made by hole punching", "counter").add(
+                ups.get("punched", 0)
+            ),
+            Family("relay_reservations", "Reservations this gateway holds as a relay", "gauge").add(
+                relay.get("reservations", 0)
+            ),
+            Family("relay_circuits", "Circuits this gateway relays now", "gauge").add(
+                relay.get("circuits_active", 0)
+            ),
+            Family("relay_bytes_total", "Bytes this gateway relayed", "counter").add(
+                relay.get("bytes_relayed", 0)
+            ),
+        ]

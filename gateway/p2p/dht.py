@@ -14,6 +14,11 @@ The node runs two owned background tasks, both cancelled by `stop()`: the republ
 owner re-stores its records every `republish_interval` and re-signs contact records at half
 their lifetime, so they never expire while the owner runs) and the maintainer (bootstrap retry
 with capped jittered backoff, bucket refresh, hourly re-replication of held records).
+
+Reachability (wire version 2, `gateway.p2p.reach`): `check_reachability` learns the observed
+address and whether peers can dial back; a node that is not reachable runs in client mode
+(`client_mode=True` or `set_client_mode`): it asks, and peers never add it to their routing
+tables. `services` are advertised to `info` requests; `find_services` collects other nodes'.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from gateway.identity import KeyPair
 from gateway.p2p.crawl import find_nodes
 from gateway.p2p.node import ID_BITS, ID_LEN, Address
 from gateway.p2p.protocol import ValidatingProtocol
+from gateway.p2p.reach import DEFAULT_ASKED, Reachability, check_reachability, find_services
+from gateway.p2p.reachwire import validate_services
 from gateway.p2p.records import (
     DEFAULT_TTL,
     Record,
@@ -45,7 +52,7 @@ from gateway.p2p.settings import DhtSettings
 from gateway.p2p.storage import RecordStorage
 from gateway.tasks import TaskOwner
 
-__all__ = ["DhtNode"]
+__all__ = ["DhtNode", "Reachability"]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +86,11 @@ class DhtNode:
         bootstrap_retry: float = 10.0,
         node_id: bytes | None = None,
         settings: DhtSettings | None = None,
+        client_mode: bool = False,
     ) -> None:
-        """`settings`, when given, replaces the individual settings arguments."""
+        """`settings`, when given, replaces the individual settings arguments. `client_mode`:
+        query the DHT without being added to other nodes' routing tables (an unreachable
+        node, a short-lived peer command)."""
         self.host = host
         self._requested_port = port
         self.bootstrap_addrs: list[Address] = [(str(h), int(p)) for h, p in bootstrap]
@@ -98,6 +108,8 @@ class DhtNode:
         self._tasks = TaskOwner("dht", logger=log)
         self._wake = asyncio.Event()
         self._port: int | None = None
+        self._client_mode = client_mode
+        self._services: dict[str, str] = {}
         self.republished = 0  # republish stores done (metrics, tests)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -137,6 +149,8 @@ class DhtNode:
         if self._port is not None:
             return
         self._port = await self._server.listen(self._requested_port, interface=self.host)
+        self.protocol.client_mode = self._client_mode
+        self.protocol.reach.services = dict(self._services)
         self._tasks.owner = f"dht {self._port}"
         self._tasks.spawn(self.protocol.run_handover(), name=f"dht-handover:{self._port}")
         if self.bootstrap_addrs:
@@ -165,6 +179,44 @@ class DhtNode:
         """Join through `addrs`; returns the routing table size afterwards."""
         await self._server.bootstrap(addrs)
         return self.routing_size()
+
+    # -- reachability ---------------------------------------------------------------------------
+
+    @property
+    def client_mode(self) -> bool:
+        return self._client_mode
+
+    def set_client_mode(self, client: bool) -> None:
+        """Switch between client mode (ask only; peers do not add this node to their routing
+        tables, and drop it if they had it) and full mode, e.g. after `check_reachability`."""
+        self._client_mode = client
+        if self._server.protocol is not None:
+            self._server.protocol.client_mode = client
+
+    @property
+    def services(self) -> dict[str, str]:
+        """Services advertised to `info` requests (a copy: assign a new dict to change them)."""
+        return dict(self._services)
+
+    @services.setter
+    def services(self, services: dict[str, str]) -> None:
+        """At most 8, each name [a-z0-9_-] (1-32) and an http(s)/ws(s) URL (at most 256
+        characters) whose host is this node's public IP literal; `ReachError` if not."""
+        self._services = validate_services(services)
+        if self._server.protocol is not None:
+            self._server.protocol.reach.services = dict(self._services)
+
+    async def check_reachability(
+        self, tcp_port: int | None = None, *, asked: int = DEFAULT_ASKED
+    ) -> Reachability:
+        """Ask up to `asked` peers at distinct IPs to dial back (UDP, and TCP to `tcp_port` if
+        given); `ReachError` if fewer than 2 answered. See `gateway.p2p.reach`."""
+        return await check_reachability(self.protocol, tcp_port, asked=asked)
+
+    async def find_services(self, name: str, want: int = 3) -> list[str]:
+        """Up to `want` distinct URLs of service `name` (e.g. "relay") advertised by full-mode
+        nodes, each at the address the node answers from."""
+        return await find_services(self.protocol, name, want)
 
     def routing_size(self) -> int:
         """Contacts in the routing table."""
@@ -332,4 +384,6 @@ class DhtNode:
             "handed_over": proto.handed_over if proto else 0,
             "contacts_refused": proto.router.refused if proto else 0,
             "rpc_timeout": proto.timeouts.reply_timeout if proto else None,
+            "dialbacks": proto.reach.dialled if proto else 0,
+            "dialbacks_refused": proto.reach.refused if proto else 0,
         }

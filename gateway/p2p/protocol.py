@@ -2,7 +2,9 @@
 
 The four RPCs of kademlia 2.2.3, with its argument lists and replies (docs/dht-records.md,
 "Wire format"): ``ping(id)``, ``store(id, key, value)``, ``find_node(id, key)`` and
-``find_value(id, key)``. How they are served differs from kademlia's `KademliaProtocol`:
+``find_value(id, key)``; and wire version 2's ``dialback(id, nonce, tcp_port)`` and ``info(id)``
+("Reachability", served by `gateway.p2p.dialback`). How they are served differs from kademlia's
+`KademliaProtocol`:
 
 * every request's arguments are checked (ids and keys are 20 bytes, contacts are IP literals
   with a port); anything else is dropped and counted. No other RPC is served.
@@ -16,20 +18,25 @@ The four RPCs of kademlia 2.2.3, with its argument lists and replies (docs/dht-r
   which admits few contacts per source (`gateway.p2p.kbucket`); records are handed to a new
   contact by the owned hand-over task (`run_handover`), a bounded number per contact, paced,
   never inline with serving, so PING/FIND_NODE/FIND_VALUE are always answered first.
+* Client mode (wire v2): a request flagged as a client's is answered but never admits its
+  sender to the routing table (a known contact that turns client is removed); with
+  `client_mode` set, this node flags its own requests so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import OrderedDict
 from typing import Any, Final
 
+from gateway.errors import ReachError
 from gateway.messages.ratelimit import RateLimiter
+from gateway.p2p.dialback import NonceBox, Responder
 from gateway.p2p.handover import HandOver
 from gateway.p2p.kbucket import RoutingTable
 from gateway.p2p.node import ID_LEN, Address, Node
+from gateway.p2p.reachwire import parse_dialback_args, valid_ip, valid_port
 from gateway.p2p.rpc import DROP, AdaptiveTimeout, RpcProtocol, RpcReply
 from gateway.p2p.settings import DhtSettings
 from gateway.p2p.sources import source_key
@@ -46,26 +53,11 @@ MAX_CHECKING: Final = 256
 # Checked ids remembered with their address, so a cached contact is not pinged at every message.
 MAX_CHECKED: Final = 4096
 
-_RPC_NAMES: Final = frozenset({"ping", "store", "find_node", "find_value"})
+_RPC_NAMES: Final = frozenset({"ping", "store", "find_node", "find_value", "dialback", "info"})
 
 
 def _is_id(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == ID_LEN
-
-
-def _valid_ip(value: object) -> bool:
-    """An IPv4 dotted quad or an IPv6 literal (inet_pton: strict and fast)."""
-    if not isinstance(value, str) or len(value) > 45:
-        return False
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _valid_port(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def parse_contacts(value: object, *, limit: int = MAX_CONTACTS_PER_REPLY) -> list[Node]:
@@ -78,8 +70,8 @@ def parse_contacts(value: object, *, limit: int = MAX_CONTACTS_PER_REPLY) -> lis
             isinstance(entry, list)
             and len(entry) == 3
             and _is_id(entry[0])
-            and _valid_ip(entry[1])
-            and _valid_port(entry[2])
+            and valid_ip(entry[1])
+            and valid_port(entry[2])
         ):
             out.append(Node(entry[0], entry[1], entry[2]))
     return out
@@ -105,15 +97,27 @@ class ValidatingProtocol(RpcProtocol):
         self._checked: OrderedDict[bytes, Address] = OrderedDict()  # ids that answered a check
         self._store_rate = RateLimiter(settings.store_rate, settings.store_burst)
         self.handover = HandOver(self)
+        self.reach = Responder(settings, self._local_ip)
+        self.nonces = NonceBox()
+        self._from_client = False  # the request being served is flagged as a client's
         storage.set_node_id(source_node.id)
         storage.responsible = self.responsible
 
     # -- serving ----------------------------------------------------------------------------
 
-    def handle_request(self, name: str, args: list[Any], sender: Address) -> object:
+    def handle_request(
+        self, name: str, args: list[Any], sender: Address, *, client: bool = False
+    ) -> object:
         self.received[name if name in _RPC_NAMES else "unknown"] += 1
         if not args or not _is_id(args[0]):
             return DROP
+        self._from_client = client  # read by _welcome_sender: handlers run synchronously
+        try:
+            return self._dispatch(name, args, sender)
+        finally:
+            self._from_client = False
+
+    def _dispatch(self, name: str, args: list[Any], sender: Address) -> object:
         if name == "ping" and len(args) == 1:
             return self.rpc_ping(sender, args[0])
         if name == "store" and len(args) == 3 and _is_id(args[1]):
@@ -122,7 +126,21 @@ class ValidatingProtocol(RpcProtocol):
             return self.rpc_find_node(sender, args[0], args[1])
         if name == "find_value" and len(args) == 2 and _is_id(args[1]):
             return self.rpc_find_value(sender, args[0], args[1])
+        if name == "dialback":
+            return self.rpc_dialback(sender, args)
+        if name == "info" and len(args) == 1:
+            self._welcome_sender(sender, args[0])
+            return self.reach.info(self.client_mode)
         return DROP
+
+    def _local_ip(self) -> str | None:
+        if self.transport is None:
+            return None
+        return str(self.transport.get_extra_info("sockname")[0])
+
+    def nonce_received(self, data: bytes, sender: Address) -> None:
+        if not self.nonces.received(data, sender):
+            self.dropped += 1
 
     def _welcome_sender(self, sender: Address, nodeid: bytes) -> Node:
         """Refresh a known sender; check an unknown one before it enters the routing table.
@@ -131,13 +149,19 @@ class ValidatingProtocol(RpcProtocol):
         spoofed, ids are free): an unknown sender is pinged at its address and admitted when
         the answer names the same id (a return-routability check, so the diversity limits
         apply to addresses that really answer). A known id claimed from another address is
-        ignored: long-lived contacts are kept (Kademlia's rule), not hijacked.
+        ignored: long-lived contacts are kept (Kademlia's rule), not hijacked. A client (the
+        request being served says so) is never admitted; a contact at that address that turned
+        client is removed.
         """
         source = Node(nodeid, sender[0], sender[1])
         if nodeid == self.source_node.id:
             return source
         known = self.router.bucket_for(source).nodes.get(nodeid)
-        if known is None and self._checked.get(nodeid) == sender:
+        if self._from_client:
+            if known is not None and known.same_home_as(source):
+                self.router.remove_contact(known)
+            self._checked.pop(nodeid, None)
+        elif known is None and self._checked.get(nodeid) == sender:
             self.welcome_if_new(source)  # checked recently (a contact in the replacement cache)
         elif known is None:
             self._check_contact(source)
@@ -199,6 +223,16 @@ class ValidatingProtocol(RpcProtocol):
             return self.rpc_find_node(sender, nodeid, key)
         self._welcome_sender(sender, nodeid)
         return {"value": value}
+
+    def rpc_dialback(self, sender: Address, args: list[Any]) -> object:
+        """The observed address, and a dial-back to it (`Responder.dialback`); DROP if the
+        arguments are not exactly `[id, nonce, tcp port or nil]`."""
+        try:
+            parsed = parse_dialback_args(args)
+        except ReachError:
+            return DROP
+        self._welcome_sender(sender, parsed.node_id)
+        return self.reach.dialback(sender, parsed)
 
     # -- calling ----------------------------------------------------------------------------
 

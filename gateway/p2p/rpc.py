@@ -4,8 +4,12 @@ One datagram is one message (docs/dht-records.md, "Wire format")::
 
     0x00 | msg id (20 bytes) | msgpack([name, [args...]])    a request
     0x01 | msg id (20 bytes) | msgpack(result)                its reply, same msg id
+    0x02 | nonce (16 bytes)                                   a dial-back datagram (wire v2)
 
-byte for byte what `rpcudp` 5 (under `kademlia` 2.2.3) sends and accepts. What differs from
+byte for byte what `rpcudp` 5 (under `kademlia` 2.2.3) sends and accepts, plus wire version 2's
+additions (docs/dht-records.md, "Reachability"): a request whose msg id starts with
+`CLIENT_MARK` comes from a node in client mode (`client_mode` sets it on every request sent;
+the handler is told), and 0x02 datagrams go to the `nonce_received` hook. What differs from
 rpcudp is behaviour, not format:
 
 * every datagram is decoded and handled synchronously (no task per datagram); a datagram that
@@ -15,6 +19,9 @@ rpcudp is behaviour, not format:
   timeout (`AdaptiveTimeout`, capped by `rpc_timeout`), with (False, None); the `replied` and
   `missed` hooks run when the reply or the timeout arrives, whoever awaits the future and even
   if they stopped waiting;
+* a handler may answer later (`Deferred`, a dial-back's TCP connect): the reply is sent by an
+  owned task, cancelled by `close`; a request with `liveness=False` (an RPC old nodes drop) does
+  not mark a silent peer dead nor feed the timeout estimate;
 * a peer that missed a reply is remembered as dead for `dead_ttl` seconds (`is_dead`) unless it
   talks first; a reply that comes after its timeout still counts: the peer lives (`replied`)
   and its reply time raises the timeout estimate.
@@ -28,6 +35,7 @@ import os
 import struct
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -37,12 +45,15 @@ from gateway.errors import P2PError
 from gateway.p2p.node import Address, Node
 
 __all__ = [
+    "CLIENT_MARK",
     "DROP",
     "MAX_RPC_BODY",
     "MSG_ID_LEN",
+    "NONCE",
     "REQUEST",
     "RESPONSE",
     "AdaptiveTimeout",
+    "Deferred",
     "Malformed",
     "RpcProtocol",
     "RpcReply",
@@ -56,6 +67,10 @@ RpcReply = tuple[bool, Any]
 
 REQUEST: Final = b"\x00"
 RESPONSE: Final = b"\x01"
+NONCE: Final = b"\x02"
+"""Type byte of a dial-back datagram (wire v2): neither a request nor a reply."""
+CLIENT_MARK: Final = b"SBc1"
+"""First 4 bytes of the msg id of a request sent in client mode (wire v2; 53 42 63 31)."""
 MSG_ID_LEN: Final = 20
 # At most 8 KiB of msgpack after the type byte and the message id (rpcudp's limit).
 MAX_RPC_BODY: Final = 8192
@@ -67,6 +82,17 @@ LOSS_WEIGHT: Final = 1 / 16
 
 DROP: Final = object()
 """What `handle_request` returns for a request it does not answer."""
+
+
+class Deferred:
+    """What `handle_request` returns to answer later: the reply is what `work` returns (or
+    `DROP`), sent by a task the protocol owns. Handlers bound how many they start."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Coroutine[Any, Any, object]) -> None:
+        self.work = work
+
 
 _UNPACK_ERRORS = (
     umsgpack.UnpackException,
@@ -139,6 +165,7 @@ class _Pending:
     address: Address
     node: Node | None
     sent: float
+    liveness: bool
 
 
 class RpcProtocol(asyncio.DatagramProtocol):
@@ -151,6 +178,8 @@ class RpcProtocol(asyncio.DatagramProtocol):
         self._pending: dict[bytes, _Pending] = {}
         self._late: dict[bytes, _Pending] = {}  # timed-out requests whose reply may still come
         self._dead: dict[Address, float] = {}
+        self._deferred: set[asyncio.Task[object]] = set()  # replies being worked out
+        self.client_mode = False  # mark every request sent as from a client (wire v2)
         self.loss_rate = 0.0  # recent share of RPCs that got no reply (moving average)
         self.served = 0  # requests answered (metrics)
         self.dropped = 0  # datagrams dropped as malformed
@@ -158,9 +187,17 @@ class RpcProtocol(asyncio.DatagramProtocol):
 
     # -- to override --------------------------------------------------------------------------
 
-    def handle_request(self, name: str, args: list[Any], sender: Address) -> object:
-        """The reply to request `name(*args)` from `sender`, or `DROP`."""
+    def handle_request(
+        self, name: str, args: list[Any], sender: Address, *, client: bool = False
+    ) -> object:
+        """The reply to request `name(*args)` from `sender`, `DROP`, or a `Deferred` reply.
+
+        `client`: the request's msg id carries `CLIENT_MARK` (the sender is in client mode)."""
         return DROP
+
+    def nonce_received(self, data: bytes, sender: Address) -> None:
+        """A datagram whose first byte is `NONCE` (a dial-back); dropped unless overridden."""
+        self.dropped += 1
 
     def replied(self, node: Node) -> None:
         """`node` answered a request (in time or late)."""
@@ -181,6 +218,8 @@ class RpcProtocol(asyncio.DatagramProtocol):
         """Fail every outstanding RPC at once (the node is stopping)."""
         pending, self._pending = self._pending, {}
         self._late.clear()
+        for task in self._deferred:
+            task.cancel()
         for p in pending.values():
             p.timer.cancel()
             if not p.future.done():
@@ -194,6 +233,10 @@ class RpcProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         kind = data[:1]
+        if kind == NONCE:
+            self.received["nonce"] += 1
+            self.nonce_received(data, (str(addr[0]), int(addr[1])))
+            return
         if kind not in (REQUEST, RESPONSE) or not 1 + MSG_ID_LEN < len(data) <= MAX_DATAGRAM:
             self.dropped += 1
             return
@@ -219,21 +262,56 @@ class RpcProtocol(asyncio.DatagramProtocol):
         if not isinstance(name, str) or not isinstance(args, list):
             self.dropped += 1
             return
-        reply = self.handle_request(name, args, address)
+        reply = self.handle_request(name, args, address, client=msg_id.startswith(CLIENT_MARK))
+        if isinstance(reply, Deferred):
+            task = asyncio.get_running_loop().create_task(reply.work, name=f"dht-reply:{name}")
+            self._deferred.add(task)
+            task.add_done_callback(lambda done: self._reply_later(msg_id, done, address))
+            return
+        self._reply(msg_id, reply, address)
+
+    def _reply(self, msg_id: bytes, reply: object, address: Address) -> None:
         if reply is DROP:
             self.dropped += 1
             return
         self.served += 1
         self._send(RESPONSE + msg_id + pack(reply), address)
 
+    def _reply_later(self, msg_id: bytes, done: asyncio.Task[object], address: Address) -> None:
+        self._deferred.discard(done)
+        if done.cancelled():
+            return  # the node is stopping
+        exc = done.exception()
+        if exc is not None:  # a handler's bug: logged here, not by the loop's handler
+            log.error("a deferred DHT reply failed", exc_info=exc)
+        self._reply(msg_id, DROP if exc is not None else done.result(), address)
+
+    def new_msg_id(self) -> bytes:
+        """A random msg id; in client mode it starts with `CLIENT_MARK`, and never otherwise."""
+        if self.client_mode:
+            return CLIENT_MARK + os.urandom(MSG_ID_LEN - len(CLIENT_MARK))
+        while (msg_id := os.urandom(MSG_ID_LEN)).startswith(CLIENT_MARK):
+            pass  # one in 2**32: a full-mode node's request must not read as a client's
+        return msg_id
+
     # -- calling ------------------------------------------------------------------------------
 
     def request(
-        self, address: Address, name: str, args: list[Any], node: Node | None = None
+        self,
+        address: Address,
+        name: str,
+        args: list[Any],
+        node: Node | None = None,
+        *,
+        timeout: float | None = None,
+        liveness: bool = True,
     ) -> asyncio.Future[RpcReply]:
         """Send one RPC; the future gives (True, reply) or (False, None) after the timeout.
 
-        `node`, if given, is the contact asked: the `replied` / `missed` hooks get it."""
+        `node`, if given, is the contact asked: the `replied` / `missed` hooks get it.
+        `timeout` replaces the adaptive reply timeout; `liveness=False` (an RPC that old nodes
+        drop, or one answered late on purpose): silence does not make the peer dead, a late
+        reply is not remembered and the reply time is not an RTT sample."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RpcReply] = loop.create_future()
         body = pack([name, args])
@@ -241,12 +319,13 @@ class RpcProtocol(asyncio.DatagramProtocol):
             raise P2PError(
                 f"RPC {name} is {len(body)} bytes > {MAX_RPC_BODY}", code="rpc_too_large"
             )
-        msg_id = os.urandom(MSG_ID_LEN)
+        msg_id = self.new_msg_id()
         if not self._send(REQUEST + msg_id + body, address):
             future.set_result((False, None))
             return future
-        timer = loop.call_later(self.timeouts.reply_timeout, self._expire, msg_id)
-        self._pending[msg_id] = _Pending(future, timer, address, node, time.monotonic())
+        wait = self.timeouts.reply_timeout if timeout is None else timeout
+        timer = loop.call_later(wait, self._expire, msg_id)
+        self._pending[msg_id] = _Pending(future, timer, address, node, time.monotonic(), liveness)
         return future
 
     def _accept(self, msg_id: bytes, payload: object, address: Address) -> None:
@@ -258,8 +337,9 @@ class RpcProtocol(asyncio.DatagramProtocol):
             return  # a reply from another address than we asked: ignore it
         del self._pending[msg_id]
         pending.timer.cancel()
-        self.timeouts.observe(time.monotonic() - pending.sent)
-        self.loss_rate *= 1 - LOSS_WEIGHT
+        if pending.liveness:
+            self.timeouts.observe(time.monotonic() - pending.sent)
+            self.loss_rate *= 1 - LOSS_WEIGHT
         if pending.node is not None:
             self.replied(pending.node)
         if not pending.future.done():
@@ -283,6 +363,10 @@ class RpcProtocol(asyncio.DatagramProtocol):
     def _expire(self, msg_id: bytes) -> None:
         pending = self._pending.pop(msg_id, None)
         if pending is None:
+            return
+        if not pending.liveness:
+            if not pending.future.done():
+                pending.future.set_result((False, None))
             return
         self._late[msg_id] = pending
         while len(self._late) > MAX_LATE:

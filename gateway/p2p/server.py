@@ -112,8 +112,10 @@ class ValidatingServer:
         dkey = record.dkey
         nodes = await find_nodes(self.proto, dkey)
         target = Node(dkey)
-        # The k closest nodes, this one included if it is among them.
-        closest = sorted([*nodes, self.node], key=target.distance_to)[: self.settings.ksize]
+        # The k closest nodes, this one included if it is among them (and not a client: its
+        # copy is not where others look).
+        mine = [] if self.proto.client_mode else [self.node]
+        closest = sorted([*nodes, *mine], key=target.distance_to)[: self.settings.ksize]
         remote = [n for n in closest if n.id != self.node.id]
         accepted = 0
         if len(remote) < len(closest) and self.records.put(dkey, record.text):

@@ -73,6 +73,17 @@ class DhtSettings:
     """Hand-over STOREs per second this node sends at most, all newcomers together."""
     handover_batch: int = 8
     """Hand-over STOREs sent back to back before the hand-over task yields to the rate."""
+    dialback_rate: float = 0.1
+    """Dial-backs per second served to one source prefix (whatever `local_by_port` says): a
+    node checks its reachability at start and when its address changes, asking each peer once;
+    a responder must not become a reflector aimed at one address."""
+    dialback_burst: int = 8
+    """Dial-backs one source prefix may ask back to back: a few gateways behind one NAT."""
+    dialback_global_rate: float = 10.0
+    """Dial-backs per second served to all sources together (each costs a datagram from a
+    fresh socket and maybe a TCP connect)."""
+    dialback_global_burst: int = 40
+    """Dial-backs served back to back before `dialback_global_rate` applies."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -88,6 +99,8 @@ class DhtSettings:
             "lookup_paths",
             "handover_max",
             "handover_batch",
+            "dialback_burst",
+            "dialback_global_burst",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -104,6 +117,8 @@ class DhtSettings:
             "bootstrap_retry_min",
             "store_rate",
             "handover_rate",
+            "dialback_rate",
+            "dialback_global_rate",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")

@@ -18,7 +18,7 @@ from functools import lru_cache
 from gateway.p2p.node import Node
 from gateway.p2p.settings import DhtSettings
 
-__all__ = ["Diversity", "source_key"]
+__all__ = ["Diversity", "address_prefix", "source_key"]
 
 # Addresses counted per address:port when `local_by_port` is set.
 _LOCAL_V4 = tuple(
@@ -50,6 +50,13 @@ def source_key(ip: str, port: int, settings: DhtSettings) -> str:
     """The source an address counts as: its prefix, or ip:port for a local address."""
     prefix = _prefix(ip, settings.prefix_v4, settings.prefix_v6, settings.local_by_port)
     return f"{ip}:{port}" if prefix is None else prefix
+
+
+def address_prefix(ip: str, settings: DhtSettings) -> str:
+    """The prefix of `ip` whatever `local_by_port` says: what a datagram sent to `ip` lands
+    on (the dial-back rate limits key on it, as a reflected flood targets an address)."""
+    prefix = _prefix(ip, settings.prefix_v4, settings.prefix_v6, False)
+    return ip if prefix is None else prefix
 
 
 class Diversity:

@@ -35,6 +35,7 @@ from gateway.peer.errors import (
     PeerTimeoutError,
 )
 from gateway.peer.streams import PeerEvent, PeerStream
+from gateway.reach.link import Link, LinkFrameError, WsLink
 from gateway.text import clean
 
 log = logging.getLogger(__name__)
@@ -70,22 +71,27 @@ class PeerConnection:
         key: KeyPair,
         gateway: PublicIdentity,
         url: str,
-        ws: aiohttp.ClientWebSocketResponse,
+        link: Link,
         *,
         request_timeout: float = REQUEST_TIMEOUT_S,
+        path: str = "direct",
     ) -> None:
         self.key = key
         self.gateway = gateway
         self.url = url
+        self.path = (
+            path  # how this connection reaches the gateway: direct, mapped, relayed, punched
+        )
         self.request_timeout = request_timeout
-        self._ws = ws
+        self._link = link
         self._pending: dict[str, _Pending] = {}
         self._by_digest: dict[str, str] = {}  # frame digest -> jti, for plain refusals
         self._streams: dict[str, PeerStream] = {}  # subscribing jti -> stream
         self._replay = ReplayCache()
         self._send_lock = asyncio.Lock()
         self._error: PeerConnectionError | None = None
-        self._reader = asyncio.create_task(self._read(), name=f"peer-read-{gateway.id[:8]}")
+        self._readers: set[asyncio.Task[None]] = set()
+        self._read_on(link)
 
     @property
     def closed(self) -> bool:
@@ -189,10 +195,12 @@ class PeerConnection:
         self._fail_all(PeerConnectionError("connection closed by this client"))
         with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError, RuntimeError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self._ws.close()
-        if not self._reader.done():
-            self._reader.cancel()
-        await asyncio.wait({self._reader})
+                await self._link.close()
+        for reader in list(self._readers):
+            if not reader.done():
+                reader.cancel()
+        if self._readers:
+            await asyncio.wait(self._readers)
 
     async def __aenter__(self) -> PeerConnection:
         return self
@@ -236,7 +244,7 @@ class PeerConnection:
         self._by_digest[digest] = jti
         try:
             async with self._send_lock, asyncio.timeout(SEND_TIMEOUT_S):
-                await self._ws.send_str(frame)
+                await self._link.send(frame)
         except (TimeoutError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             self._pending.pop(jti, None)
             self._by_digest.pop(digest, None)
@@ -245,23 +253,57 @@ class PeerConnection:
         return future
 
     # ------------------------------------------------------------------ receiving
-    async def _read(self) -> None:
+    def _read_on(self, link: Link) -> None:
+        task = asyncio.create_task(self._read(link), name=f"peer-read-{self.gateway.id[:8]}")
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def adopt(self, link: Link, path: str, url: str) -> None:
+        """Move this connection onto LINK (a better path to the same gateway, e.g. a punched
+        TCP connection replacing a relay circuit): new requests go over it and every active
+        stream is started again on it; the old link is closed once its pending requests are
+        answered (at most the request timeout). If re-starting a stream fails it ends with
+        that error, as it would on a lost connection."""
+        if self._error is not None:
+            await link.close()
+            raise PeerConnectionError(str(self._error), code=self._error.code)
+        old, old_pending = self._link, set(self._pending)
+        self._link, self.path, self.url = link, path, url
+        self._read_on(link)
+        for jti, stream in list(self._streams.items()):
+            if not stream.active:
+                continue
+            self._streams.pop(jti, None)
+            stream._moved()
+            try:
+                await self._start_stream(stream)
+            except PeerError:
+                continue  # the stream was finished with the error by _start_stream
+        waiting = [p.future for j, p in self._pending.items() if j in old_pending]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.request_timeout)
+        await old.close()
+
+    async def _read(self, link: Link) -> None:
         reason = "the gateway closed the connection"
         try:
-            async for msg in self._ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._on_frame(msg.data)
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    reason = f"connection error: {self._ws.exception()}"
+            while True:
+                try:
+                    frame = await link.recv()
+                except LinkFrameError as exc:
+                    reason = f"connection error: {exc.reason}"
+                    if exc.close_code == aiohttp.WSCloseCode.UNSUPPORTED_DATA:
+                        reason = "the gateway sent a binary frame"
                     break
-                else:
-                    reason = "the gateway sent a binary frame"
+                if frame is None:
                     break
-            code = self._ws.close_code
+                self._on_frame(frame)
+            code = link.close_code
             if code is not None:
                 reason = f"{reason} (WebSocket close code {code})"
         finally:
-            self._fail_all(PeerConnectionError(reason))
+            if link is self._link:  # an old link closing after `adopt` fails nothing
+                self._fail_all(PeerConnectionError(reason))
 
     def _on_frame(self, frame: str) -> None:
         if frame.startswith("{"):
@@ -310,6 +352,11 @@ class PeerConnection:
         status = claims.get("status", 400)
         error = PeerRequestError(claims["code"], claims.get("message", ""), status)
         re = claims.get("re")
+        if claims["code"] == "replayed" and isinstance(re, str) and re in self._pending:
+            # We never send a jti twice: someone on the path (a relay) replayed our frame. The
+            # gateway refused the copy; the answer to the original is still to come.
+            log.warning("a copy of our request was replayed on the way; the gateway refused it")
+            return
         if not isinstance(re, str):
             log.info("the gateway reported %s", clean(claims["code"], 64))
         elif not self._settle(re, error) and re in self._streams:
@@ -374,7 +421,12 @@ class PeerClient:
         await self.close()
 
     async def connect(
-        self, url: str, gateway: PublicIdentity, *, timeout_s: float | None = None
+        self,
+        url: str,
+        gateway: PublicIdentity,
+        *,
+        timeout_s: float | None = None,
+        path: str = "direct",
     ) -> PeerConnection:
         """Open a WebSocket to the gateway at URL (ws:// or wss://) whose key is GATEWAY,
         within TIMEOUT_S (None: CONNECT_TIMEOUT_S)."""
@@ -400,7 +452,9 @@ class PeerClient:
             raise PeerConnectionError(
                 f"cannot connect to {clean(url)}: {clean(str(exc))}", code="connect_failed"
             ) from None
-        conn = PeerConnection(self.key, gateway, url, ws, request_timeout=self.request_timeout)
+        conn = PeerConnection(
+            self.key, gateway, url, WsLink(ws), request_timeout=self.request_timeout, path=path
+        )
         self._conns = {c for c in self._conns if not c.closed}
         self._conns.add(conn)
         return conn

@@ -133,6 +133,10 @@ class PeerStream:
         self._items.append(event)
         self._wake.set()
 
+    def _moved(self) -> None:
+        """The subscription is being started again on another link: it numbers from 0."""
+        self._next_seq = 0
+
     def _finish(self, error: BaseException | None) -> None:
         if self._finished:
             return

@@ -39,7 +39,17 @@ from gateway.messages.codec import json_bytes
 from gateway.messages.keys import private_key, public_key
 from gateway.messages.seal import JWE_CTY, JWS_TYP, open_sealed, seal
 from gateway.p2p import make_contact_record, verify_record
+from gateway.p2p.reachwire import (
+    parse_dialback_args,
+    parse_dialback_reply,
+    parse_info_reply,
+    parse_nonce_datagram,
+)
+from gateway.p2p.rpc import pack as msgpack
 from gateway.provisioning import payload as qr
+from gateway.reach.observe import parse_observe_response
+from gateway.reach.portmap.natpmp import parse_reply as natpmp_reply
+from gateway.reach.punch import parse_message as parse_punch_message
 from gateway.things.registry import build_things
 from gateway.wot import build_directory_td, build_td
 from gateway.wot.validate import validate_td_text
@@ -392,6 +402,50 @@ def _json_policy() -> Target:
     return Target("jsonsafe/loads", seeds, lambda d: d, jsonsafe.loads)
 
 
+# -- hole punch (gateway/reach/punch.py, observe.py) -----------------------------------------
+def _punch() -> list[Target]:
+    plans = [
+        b'{"type":"connect","addrs":["203.0.113.10:40000","[2001:db8::1]:443"]}',
+        b'{"type":"sync"}',
+        b'{"type":"cancel","reason":"busy"}',
+    ]
+    body = b'{"ip": "203.0.113.10", "port": 40000}'
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    ]
+    return [
+        Target("reach/punch-message", plans, lambda d: d, parse_punch_message),
+        Target("reach/observe-answer", answers, lambda d: d, parse_observe_response),
+    ]
+
+
+# -- router port mapping: NAT-PMP replies (RFC 6886) ------------------------------------------
+def _portmap() -> Target:
+    public = struct.pack("!BBHI4s", 0, 128, 0, 77, bytes([203, 0, 113, 10]))
+    tcp = struct.pack("!BBHIHHI", 0, 130, 0, 77, 4242, 4242, 3600)
+    udp = struct.pack("!BBHIHHI", 0, 129, 0, 77, 4242, 5000, 7200)
+    return Target("portmap/natpmp-reply", [public, tcp, udp], lambda d: d, natpmp_reply)
+
+
+# -- DHT reachability (wire v2, docs/dht-records.md "Reachability") ---------------------------
+def _reach() -> list[Target]:
+    node_id, nonce = bytes(range(20)), bytes(range(100, 116))
+    args = [msgpack([node_id, nonce, port]) for port in (None, 4100)]
+    replies = [
+        msgpack({"observed": ["203.0.113.10", 40000], "udp": True, "tcp": None}),
+        msgpack({"observed": ["2001:db8::1", 1], "refused": "dialback_refused"}),
+    ]
+    services = {"relay": "http://203.0.113.100:4100", "ws": "wss://[2001:db8::1]:443/r"}
+    infos = [msgpack({"client": False, "services": services}), msgpack({"client": True})]
+    return [
+        Target("dht/dialback-args", args, lambda d: d, parse_dialback_args),
+        Target("dht/dialback-reply", replies, lambda d: d, parse_dialback_reply),
+        Target("dht/info-reply", infos, lambda d: d, parse_info_reply),
+        Target("dht/nonce-datagram", [b"\x02" + nonce], lambda d: d, parse_nonce_datagram),
+    ]
+
+
 def _person_input(workdir: Path) -> list[Target]:
     """What a person hands the command lines: a JWK public key file (`acl grant --subject`,
     `provision --owner-key`) and a JSON VALUE/INPUT of `streembit-peer write|invoke`."""
@@ -423,4 +477,7 @@ def make_targets(work: Path) -> list[Target]:
         _config(work),
         _tds(work),
         *_person_input(work),
+        *_punch(),
+        _portmap(),
+        *_reach(),
     ]

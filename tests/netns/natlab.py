@@ -451,3 +451,16 @@ def nat_lab() -> Iterator[NatLab]:
         yield lab.start()
     finally:
         lab.close()
+
+
+@contextlib.contextmanager
+def lab_for_test() -> Iterator[NatLab]:
+    """`nat_lab()` for a test: where the lab cannot be built the test fails, saying what is
+    missing (never a skip)."""
+    import pytest
+
+    try:
+        with nat_lab() as built:
+            yield built
+    except NatLabUnavailable as exc:
+        pytest.fail(f"the NAT lab cannot be built here: {exc}", pytrace=False)

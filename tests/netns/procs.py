@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import selectors
+import signal
 import subprocess
 
 
@@ -17,3 +18,19 @@ def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
     if not line:
         proc.kill()
     return line
+
+
+STOP_TIMEOUT_S = 15.0  # SIGTERM to exit: a gateway locks its lock and releases its relays first
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM (if still running), then its exit status; killed if it does not exit in time
+    (and the TimeoutExpired raised: a process that ignores SIGTERM is a failure)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+        raise

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.acl import AclStore
 from gateway.identity import KeyPair
 from gateway.messages import RateLimiter, ReplayCache
-from gateway.requests import RequestProcessor
+from gateway.requests import Outcome, RequestProcessor
 
 log = logging.getLogger(__name__)
 
 TdSource = Callable[[], dict[str, dict[str, Any]]]  # thing name -> TD
+#: Serves one `punch` step (session label, sender id, the step): gateway/reach/upgrade.py.
+PunchHook = Callable[[str, str, dict[str, Any]], Awaitable[Outcome]]
 
 DEFAULT_RATE_PER_S: Final = 20.0  # sustained messages per second per peer: ample for a UI
 DEFAULT_BURST: Final = 40  # a client opening a dashboard reads a few dozen properties at once
@@ -62,6 +64,8 @@ class P2PContext:
     #: peer disconnects (a Thing operation is left to finish: cancelling an unlock half-way
     #: could leave a bolt open); `P2PBinding.stop` waits for them, then cancels what is left.
     requests: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Direct-link upgrades (None: refused as unsupported); set by the gateway's reach manager.
+    punch: PunchHook | None = None
     conn_limiter: RateLimiter = field(init=False)
     addr_limiter: RateLimiter = field(init=False)
     peer_limiter: RateLimiter = field(init=False)

@@ -17,6 +17,8 @@
 - transfer: a statement signed by the current owner naming this gateway and the new owner key
   (gateway.provisioning.transfer), sent by the current or the new owner.
 Every admin request, refused or done, is audited (the ACL, proof and statement are not).
+- punch: one step of a direct-link upgrade (docs/reach.md), for the owner and peers the ACL
+  knows (a stranger cannot make the gateway dial anywhere), handed to `P2PContext.punch`.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class Operations:
             await self._claim(msg)
         elif op == "transfer":
             await self._transfer(msg)
+        elif op == "punch":
+            await self._punch(msg)
         else:  # open_sealed admits only known ops; a new one must be wired here first
             await self._refuse(msg, Outcome("unsupported_op", reason=f"op {clean(op, 32)!r}"))
 
@@ -216,3 +220,20 @@ class Operations:
             return output, f"owner {st.previous} -> {new}; ACL cleared"
 
         await self._admin(msg, transfer, "owner-statement")
+
+    # ---------------------------------------------------------- direct links
+    async def _punch(self, msg: Opened) -> None:
+        subject = msg.sender.id
+        if not (self._known(subject) or self.ctx.processor.is_owner(subject)):
+            await self._refuse(msg, Outcome("forbidden", reason="not a known peer", rule="none"))
+            return
+        hook = self.ctx.punch
+        if hook is None:
+            reason = "this gateway does not make direct links"
+            await self._refuse(msg, Outcome(Code.UNSUPPORTED_OP, reason=reason))
+            return
+        outcome = await hook(self.session.label, subject, msg.claims["input"])
+        if not outcome.ok:
+            await self._refuse(msg, outcome)
+            return
+        await self.session.answer(msg, outcome, wire.OK)

@@ -31,6 +31,7 @@ from gateway.bindings.p2p.session import CLOSE_TIMEOUT_S, PeerSession
 from gateway.codes import Code
 from gateway.identity import KeyPair
 from gateway.peer import wire
+from gateway.reach.link import Link, WsLink
 from gateway.requests import RequestProcessor
 from gateway.tasks import TaskOwner
 
@@ -66,6 +67,7 @@ class P2PBinding:
         self.port = port
         self.path = path
         self.url = ""
+        self.bound_port = 0  # the listening port, once started
         self.app = web.Application()
         self.app.router.add_get(path, self._handle)
         self.app.on_shutdown.append(self._on_shutdown)
@@ -95,6 +97,7 @@ class P2PBinding:
             raise
         self._runner = runner
         port = int(runner.addresses[0][1]) if runner.addresses else self.port
+        self.bound_port = port
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"ws://{host}:{port}{self.path}"
         self.ctx.acl.on_change.append(self._on_acl_change)
@@ -177,10 +180,25 @@ class P2PBinding:
                 {"error": "bad_request", "reason": "a WebSocket upgrade is required"}, status=400
             )
         await ws.prepare(request)
-        session = PeerSession(self.ctx, ws, addr, next(self._serial))
+        await self._serve(WsLink(ws), addr)
+        return ws
+
+    async def serve_link(self, link: Link, addr: str) -> None:
+        """Serve a link that did not come through this listener (a relay circuit, a punched
+        TCP connection) like any other connection, until it closes; refused (closed at once)
+        when the connection limits are reached."""
+        refusal = self._admit(addr)
+        if refusal is not None:
+            log.warning("P2P link from %s refused: %s", addr, refusal)
+            await link.close(WSCloseCode.TRY_AGAIN_LATER)
+            return
+        await self._serve(link, addr)
+
+    async def _serve(self, link: Link, addr: str) -> None:
+        session = PeerSession(self.ctx, link, addr, next(self._serial))
         self.sessions.add(session)
         self._per_addr[addr] += 1
-        log.debug("%s: connected from %s", session.label, addr)
+        log.debug("%s: connected from %s over %s", session.label, addr, link.kind)
         try:
             await session.run()
         finally:
@@ -189,7 +207,6 @@ class P2PBinding:
             if self._per_addr[addr] <= 0:
                 del self._per_addr[addr]
             await session.shutdown()
-            if not ws.closed:
+            if not link.closed:
                 await session.close(WSCloseCode.GOING_AWAY)
             log.debug("%s: closed", session.label)
-        return ws

@@ -1,4 +1,5 @@
-"""One peer WebSocket of the P2P binding: admission of every frame, answers, owned tasks.
+"""One peer connection of the P2P binding (a `Link`: WebSocket, relay circuit or punched TCP):
+admission of every frame, answers, owned tasks.
 
 Per text frame, cheapest check first:
 1. rate limit by connection and by remote address (before any parsing: garbage is cheap);
@@ -22,7 +23,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Final
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode
 
 from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.context import P2PContext
@@ -33,6 +34,7 @@ from gateway.errors import MessageError
 from gateway.identity import PublicIdentity
 from gateway.messages import Opened, codes, open_sealed, seal
 from gateway.peer import wire
+from gateway.reach.link import Link, LinkFrameError
 from gateway.requests import Outcome, Request
 from gateway.tasks import TaskOwner
 from gateway.text import clean
@@ -45,11 +47,11 @@ MAX_MESSAGE_TEXT: Final = 500  # characters of a reason sent back in an error me
 
 
 class PeerSession:
-    """Serves one WebSocket until it closes; owns its request and subscription tasks."""
+    """Serves one link until it closes; owns its request and subscription tasks."""
 
-    def __init__(self, ctx: P2PContext, ws: web.WebSocketResponse, addr: str, serial: int) -> None:
+    def __init__(self, ctx: P2PContext, link: Link, addr: str, serial: int) -> None:
         self.ctx = ctx
-        self.ws = ws
+        self.link = link
         self.addr = addr
         self.serial = serial
         self.label = f"p2p-{serial}"
@@ -65,27 +67,23 @@ class PeerSession:
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> None:
         """Read frames until the peer or the gateway closes the connection."""
-        async for msg in self.ws:
-            if msg.type is WSMsgType.TEXT:
-                if not await self._on_frame(msg.data):
-                    break
-            elif msg.type is WSMsgType.BINARY:
-                await self._audit_unopened(codes.BAD_FORMAT, "binary frame (text frames only)")
-                await self.close(WSCloseCode.UNSUPPORTED_DATA)
+        while True:
+            try:
+                frame = await self.link.recv()
+            except LinkFrameError as exc:
+                await self._audit_unopened(exc.code, exc.reason)
+                if exc.close_code is not None:
+                    await self.close(exc.close_code)
                 break
-            elif msg.type is WSMsgType.ERROR:
-                exc = self.ws.exception()
-                too_big = self.ws.close_code == WSCloseCode.MESSAGE_TOO_BIG
-                code = codes.TOO_LARGE if too_big else codes.BAD_FORMAT
-                await self._audit_unopened(code, f"WebSocket error: {clean(str(exc), 120)}")
+            if frame is None or not await self._on_frame(frame):
                 break
 
     async def close(self, code: int = WSCloseCode.GOING_AWAY) -> None:
-        """Close the WebSocket (bounded: a silent peer is cut off)."""
+        """Close the link (bounded: a silent peer is cut off)."""
         self.closing = True
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self.ws.close(code=code)
+                await self.link.close(code=code)
 
     async def shutdown(self) -> None:
         """Cancel this connection's subscription tasks and close its subscriptions.
@@ -200,11 +198,11 @@ class PeerSession:
     # ------------------------------------------------------------------- sending
     async def send_text(self, text: str) -> bool:
         """Send one frame; False if the connection is gone (a stuck peer is disconnected)."""
-        if self.ws.closed:
+        if self.link.closed:
             return False
         try:
             async with self._send_lock, asyncio.timeout(self.ctx.limits.send_timeout_s):
-                await self.ws.send_str(text)
+                await self.link.send(text)
         except TimeoutError:
             log.warning("%s: peer does not read; disconnecting", self.label)
             await self.close(WSCloseCode.POLICY_VIOLATION)

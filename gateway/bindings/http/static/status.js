@@ -99,6 +99,22 @@ function show(value) {
   return String(value);
 }
 
+// How peers outside the LAN reach the gateway (docs/reach.md): public, mapped, relayed, local.
+function reachText(r) {
+  if (!r) return "off";
+  const relays = (r.relays || []).map((u) => u.split("/relay/")[0]);
+  const served = r.relay_service && r.relay_service.enabled
+    ? "; relaying for " + r.relay_service.reservations + " gateways" : "";
+  if (r.mode === "public") return "directly at " + (r.observed || "?") + " (public)" + served;
+  if (r.mode === "mapped") return "through the router's mapped port " + r.mapped + " (" + r.method + ")";
+  if (r.mode === "relayed") {
+    const punched = r.upgrades ? ", " + r.upgrades.punched + " direct links punched" : "";
+    return relays.length ? "through relays " + relays.join(", ") + punched
+                         : "not yet: no relay reservation (" + (r.error || "retrying") + ")";
+  }
+  return "this network only (" + (r.error || "no DHT peers") + ")";
+}
+
 function render(data) {
   const gw = data.gateway;
   setText("gateway-name", gw.name);
@@ -108,6 +124,7 @@ function render(data) {
   setText("gateway-uptime", duration(gw.uptime_s));
   setText("gateway-http", gw.http);
   setText("gateway-p2p", gw.ws ? gw.ws + "  (DHT " + gw.dht + ", " + gw.dht_peers + " peers)" : "off");
+  setText("gateway-reach", reachText(gw.reach));
   setText("gateway-acl", gw.acl_version === null ? "none installed" :
           "version " + gw.acl_version + ", " + gw.grants + " grants");
   setText("gateway-audit", gw.audit_healthy ? "healthy" : "UNAVAILABLE: requests are refused");

@@ -1,0 +1,149 @@
+"""Direct upgrade of a relayed session (docs/reach.md, "Direct upgrade").
+
+A peer connected through a relay asks the gateway, in sealed `punch` requests over that very
+session, to punch a direct TCP path (gateway/reach/punch.py: connect, connect, sync); both ends
+learn their mapping from the relay's observe endpoint. On success each end wraps the socket in
+a `StreamLink` (gateway/reach/link.py): the gateway serves it as one more P2P connection, the
+peer moves its `PeerConnection` onto it (`adopt`: requests and streams follow). On failure the
+relayed path simply goes on. The sealed messages are the same on every path, so a relay or a
+punched link can delay or drop them, never read, forge or replay them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from gateway.codes import Code
+from gateway.errors import ReachError, StreembitError
+from gateway.reach.link import Link, open_stream_link
+from gateway.reach.observe import Address, format_addr
+from gateway.reach.punch import PunchResponder, PunchTiming, punch
+from gateway.requests import Outcome
+from gateway.tasks import TaskOwner
+from gateway.text import clean
+
+if TYPE_CHECKING:  # the gateway side never imports the peer client
+    from gateway.peer.client import PeerConnection
+
+__all__ = ["MAX_PUNCHES", "UpgradeResponder", "observer_of", "upgrade"]
+
+log = logging.getLogger(__name__)
+
+MAX_PUNCHES: Final = 8  # punches in progress at once: each holds a port and dials for seconds
+PUNCH_TTL_S: Final = 30.0  # a responder whose sync never came is forgotten after this long
+
+Serve = Callable[[Link, str], Awaitable[None]]
+Observers = Callable[[], Sequence[Address]]
+
+
+def observer_of(url: str) -> Address | None:
+    """The observe endpoint (relay host, port) behind a relayed URL; None if it names no IP
+    literal and port (the observer is dialed from a fresh socket, without name lookups)."""
+    parts = urlsplit(url)
+    try:
+        host = str(ipaddress.ip_address(parts.hostname or ""))
+        port = parts.port
+    except ValueError:
+        return None
+    return (host, port) if port else None
+
+
+class UpgradeResponder:
+    """The gateway's `P2PContext.punch` hook: one `PunchResponder` per session, at most
+    `MAX_PUNCHES` at once; a punched link is handed to SERVE (`P2PBinding.serve_link`)."""
+
+    def __init__(
+        self, serve: Serve, observers: Observers, *, timing: PunchTiming | None = None
+    ) -> None:
+        self._serve = serve
+        self._observers = observers
+        self._timing = timing or PunchTiming()
+        self._by_session: dict[str, tuple[PunchResponder, float]] = {}
+        self._tasks = TaskOwner("direct upgrades", logger=log)
+        self.punched = 0
+        self.failed = 0
+
+    async def __call__(self, label: str, sender: str, step: dict[str, Any]) -> Outcome:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for key, (old, since) in list(self._by_session.items()):
+            if now - since > PUNCH_TTL_S:
+                old.close()
+                del self._by_session[key]
+        entry = self._by_session.get(label)
+        if entry is None:
+            if len(self._by_session) >= MAX_PUNCHES:
+                return Outcome(Code.RATE_LIMITED, reason="too many direct upgrades at once")
+            observers = list(self._observers())
+            if not observers:
+                return Outcome(Code.PUNCH_FAILED, reason="no observer (no relay) known")
+            entry = (PunchResponder(observers[0], timing=self._timing), now)
+            self._by_session[label] = entry
+        responder = entry[0]
+        try:
+            answer = await responder.handle(step)
+        except ReachError as exc:
+            self._by_session.pop(label, None)
+            responder.close()
+            self.failed += 1
+            return Outcome(exc.code, reason=str(exc))
+        if step.get("type") == "sync":
+            self._by_session.pop(label, None)
+            self._tasks.spawn(self._finish(responder, sender), name=f"punch-{label}")
+        return Outcome(Code.OK, output=answer)
+
+    async def _finish(self, responder: PunchResponder, sender: str) -> None:
+        try:
+            result = await responder.result()
+            link = await open_stream_link(result.sock)
+        except StreembitError as exc:
+            self.failed += 1
+            log.info("direct link for %s… failed: %s", clean(sender, 12), clean(str(exc), 160))
+            return
+        self.punched += 1
+        log.info("direct link for %s… from %s", clean(sender, 12), format_addr(result.peer))
+        await self._serve(link, result.peer[0])
+
+    async def close(self) -> None:
+        for responder, _ in self._by_session.values():
+            responder.close()
+        self._by_session.clear()
+        await self._tasks.close()
+
+    def status(self) -> dict[str, int]:
+        return {"punched": self.punched, "failed": self.failed, "pending": len(self._by_session)}
+
+
+async def upgrade(conn: PeerConnection, *, timing: PunchTiming | None = None) -> bool:
+    """Try to move a relayed CONN onto a punched direct link; True if it moved. Never raises a
+    reachability error: the relayed path goes on working (the reason is logged)."""
+    if conn.path != "relayed" or conn.closed:
+        return False
+    observer = observer_of(conn.url)
+    if observer is None:
+        return False
+
+    async def exchange(msg: dict[str, Any]) -> dict[str, Any]:
+        reply = await conn.request("punch", input=msg)
+        out = reply.output
+        if not isinstance(out, dict):
+            why = "the gateway answered a punch step without an object"
+            raise ReachError(why, code=Code.PUNCH_FAILED)
+        return out
+
+    try:
+        result = await punch("initiator", exchange, observer, timing=timing)
+        link = await open_stream_link(result.sock)
+    except (StreembitError, OSError) as exc:
+        log.info("no direct link to the gateway: %s", clean(str(exc), 200))
+        return False
+    try:
+        await conn.adopt(link, "punched", f"tcp://{format_addr(result.peer)}")
+    except StreembitError:
+        return False
+    return True
