@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -43,8 +43,6 @@ from gateway.ops.sdnotify import Notifier
 from gateway.ops.sysaudit import ACL_POLL_S, AUDIT_RETRY_CAP_S, SystemAudit
 from gateway.ops.view import GatewayView
 from gateway.p2p import DhtNode
-from gateway.reach.manager import Reach
-from gateway.reach.relay import RelayService
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
@@ -52,6 +50,10 @@ from gateway.tasks import TaskOwner, describe
 from gateway.things import Thing, build_things
 from gateway.wot import build_directory_td, build_td, td_digest
 from gateway.wot.td import MqttForms
+
+if TYPE_CHECKING:  # imported when P2P starts (the gateway's RSS without P2P)
+    from gateway.reach.manager import Reach
+    from gateway.reach.relay import RelayService
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +278,8 @@ class Gateway:
             rate_per_s=cfg.rate_per_s,
             burst=cfg.burst,
         )
+        from gateway.reach.relay import RelayService  # (imported when P2P is on: RSS)
+
         # relay routes on the P2P listener, off until a dial-back check says we are public
         self.relay = RelayService(relay_id=self.identity.id, enabled=False)
         self.relay.mount(self.p2p.app)
@@ -283,6 +287,8 @@ class Gateway:
         self.dht = DhtNode(cfg.dht_host, cfg.dht_port, bootstrap=cfg.bootstrap)
         await self.dht.start()
         if cfg.reach:
+            from gateway.reach.manager import Reach
+
             self.reach = Reach(
                 identity=self.identity,
                 binding=self.p2p,
@@ -442,6 +448,7 @@ class Gateway:
         info: dict[str, Any] = {
             "id": self.id,
             "http": self.http_url,
+            "app": self.http_url + "/app",  # the web app (docs/webapp.md)
             "things": list(self.things),
             "owner": self.acl.owner.id if self.acl.owner else None,
             "state": str(self.state.path),

@@ -252,7 +252,7 @@ def test_the_demo_reports_rounded_temperatures_and_its_provisioning(tmp_path: Pa
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
+        lines = [proc.stdout.readline() for _ in range(6)]  # ready, status, web app, 2 Things, hint
         assert "not provisioned yet" in lines[-1], lines
         url = lines[0].split(" ready at ")[1].strip()
         gw = run(GW, "init", "--state", tmp_path / "gw").stdout.strip()

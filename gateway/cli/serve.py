@@ -189,6 +189,10 @@ def _print_ready(gw: Gateway, *, json_line: bool) -> None:
     else:
         print(f"gateway {info['id']} ready at {info['http']}", flush=True)
         print(f"  status page: {info['http']}/status", flush=True)
+        print(
+            f'  web app: {info["app"]}  (a phone: docs/webapp.md, "Use it from your phone")',
+            flush=True,
+        )
         if "ws" in info:
             print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
         if "reach" in info:

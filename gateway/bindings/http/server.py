@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.auth import Principal, TokenVerifier
+from gateway.bindings.http import ownerview, webapp
 from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
 from gateway.codes import Code
 from gateway.errors import AuthError, RequestError
@@ -92,6 +93,8 @@ class HttpBinding:
         r.add_get("/things/{thing}/events/{name}", self.subscribe, allow_head=False)
         r.add_get("/things/{thing}/events/{name}/sse", self.subscribe_sse)
         r.add_put("/acl", self.put_acl)
+        ownerview.mount(self)  # GET /audit, /acl (owner), /acl/mine (ownerview.py)
+        webapp.mount(self.app)  # the phone web app at /app (webapp.py)
         if ops is not None:
             from gateway.bindings.http.status import StatusRoutes
 

@@ -1,0 +1,133 @@
+// The phone web app of a Streembit gateway, served by the gateway at /app (same origin: every
+// request goes to the gateway that served the page, through its normal request path).
+// Screens: Key, Things, Owner, Audit, Health (src/ui/). No framework, no inline code.
+
+import * as core from "./ui/core.js";
+import { fill, note } from "./ui/dom.js";
+import { showInsecure } from "./ui/secure.js";
+import { describe } from "./ui/words.js";
+import * as keyview from "./ui/keyview.js";
+import * as things from "./ui/things.js";
+import * as owner from "./ui/owner.js";
+import * as audit from "./ui/audit.js";
+import * as health from "./ui/health.js";
+
+const SCREENS = { key: keyview, things, owner, audit, health };
+const OWNER_ONLY = new Set(["owner", "audit"]);
+const $ = (id) => document.getElementById(id);
+
+const ctx = {
+  key: null,
+  info: null,
+  gw: null,
+  gatewayId: null,
+  rights: null,
+  tds: null,
+  cleanup: null,
+  screen: null,
+
+  async setKey(key) {
+    this.key = key;
+    this.info = key ? await core.keyInfo(key) : null;
+    this.gw = key && this.gatewayId ? new core.Gateway(key, this.gatewayId) : null;
+    this.forgetRights();
+    await refreshNav();
+    await this.go(key ? "things" : "key", true);
+  },
+  loadTds() {
+    if (!this.tds) this.tds = Promise.resolve(this.gw.things()).catch((err) => { this.tds = null; throw err; });
+    return this.tds;
+  },
+  loadRights() {
+    if (!this.rights) this.rights = this.gw.mine().catch((err) => { this.rights = null; throw err; });
+    return this.rights;
+  },
+  forgetRights() { this.rights = null; this.tds = null; },
+  /** Forget what was loaded (rights, TDs), then redraw the tabs and the current screen. */
+  async refresh() {
+    this.forgetRights();
+    await refreshNav();
+    await go(this.screen, true);
+  },
+  roleWords() { return roleWords(this.role); },
+  role: null,
+  say(text) { $("status").textContent = text; },
+  go: (name, force) => go(name, force),
+};
+
+function roleWords(role) {
+  return { owner: "owner", admin: "admin", user: "guest" }[role] || (role === null ? "no grant" : "unknown");
+}
+
+async function refreshNav() {
+  ctx.role = null;
+  if (ctx.gw) {
+    try {
+      ctx.role = (await ctx.loadRights()).role;
+    } catch (err) {
+      ctx.role = err.code === "unauthenticated" ? null : undefined;
+      ctx.say(ctx.role === null
+        ? "This key has no grant on this gateway yet: show it to the owner (Key screen)."
+        : `The gateway did not answer for this key: ${describe(err)}`);
+    }
+  }
+  for (const a of document.querySelectorAll("nav a[data-screen]")) {
+    const s = a.dataset.screen;
+    a.parentElement.hidden = OWNER_ONLY.has(s) && ctx.role !== "owner";
+  }
+  $("who").textContent = ctx.info ? `Key ${ctx.info.id.slice(0, 8)}… · ${roleWords(ctx.role)}` : "No key";
+}
+
+async function go(name, force = false) {
+  const screen = SCREENS[name] ? name : "things";
+  if (screen === ctx.screen && !force) return;
+  if (ctx.cleanup) { try { ctx.cleanup(); } catch { /* already stopped */ } }
+  ctx.cleanup = null;
+  ctx.screen = screen;
+  if (location.hash !== `#${screen}`) history.replaceState(null, "", `#${screen}`);
+  for (const sec of document.querySelectorAll("main > section[data-screen]")) sec.hidden = sec.dataset.screen !== screen;
+  for (const a of document.querySelectorAll("nav a[data-screen]")) {
+    if (a.dataset.screen === screen) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const section = document.querySelector(`main > section[data-screen="${screen}"]`);
+  const body = section.querySelector(".body");
+  try {
+    const cleanup = await SCREENS[screen].show(body, ctx);
+    if (ctx.screen === screen) ctx.cleanup = cleanup || null;
+    else if (cleanup) cleanup();
+  } catch (err) {
+    fill(body, note("error", describe(err)));
+  }
+  if (!force) section.querySelector("h2").focus();
+}
+
+async function boot() {
+  if (!core.secureOk()) {
+    document.body.classList.add("insecure");
+    $("who").textContent = "Keys unavailable at this address";
+    showInsecure($("insecure"));
+    return;
+  }
+  try {
+    ctx.gatewayId = await core.gatewayId();
+    $("gw").textContent = ctx.gatewayId.slice(0, 8) + "…";
+  } catch (err) {
+    ctx.say(`Cannot reach the gateway: ${describe(err)}`);
+  }
+  let key = null;
+  try {
+    key = await core.loadKey();
+  } catch (err) {
+    ctx.say(`Cannot open this device's key store: ${describe(err)}`);
+  }
+  ctx.key = key;
+  ctx.info = key ? await core.keyInfo(key) : null;
+  ctx.gw = key && ctx.gatewayId ? new core.Gateway(key, ctx.gatewayId) : null;
+  await refreshNav();
+  window.addEventListener("hashchange", () => go(location.hash.slice(1)));
+  await go(location.hash.slice(1) || (key ? "things" : "key"), true);
+}
+
+// A module script runs once the document is parsed: the elements below exist.
+boot();
