@@ -29,6 +29,7 @@ from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.auth import Principal, TokenVerifier
 from gateway.bindings.http import ownerview, webapp
+from gateway.bindings.http.cors import enable_cors
 from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
 from gateway.codes import Code
 from gateway.errors import AuthError, RequestError
@@ -77,6 +78,7 @@ class HttpBinding:
         self.directory_td = directory_td
         self.max_body = max_body
         self.app = web.Application(client_max_size=max_body)
+        enable_cors(self.app)  # API calls from pages of other origins (cors.py)
         self._streams: set[web.StreamResponse] = set()
         r = self.app.router
         r.add_get("/.well-known/wot", self.well_known)
