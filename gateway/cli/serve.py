@@ -189,14 +189,14 @@ def _print_ready(gw: Gateway, *, json_line: bool) -> None:
     else:
         print(f"gateway {info['id']} ready at {info['http']}", flush=True)
         print(f"  status page: {info['http']}/status", flush=True)
-        print(
-            f'  web app: {info["app"]}  (a phone: docs/webapp.md, "Use it from your phone")',
-            flush=True,
-        )
         if "ws" in info:
             print(f"  P2P: {info['ws']}  DHT: {_dht_line(info['dht'])}", flush=True)
         if "reach" in info:
             print(f"  reachable: {_reach_line(info['reach'])}", flush=True)
+        print(
+            f'  web app: {info["app"]}  (a phone: docs/webapp.md, "Use it from your phone")',
+            flush=True,
+        )
         for name in gw.things:
             print(f"  {name}: {info['http']}/things/{name}", flush=True)
         if info["owner"] is None:
