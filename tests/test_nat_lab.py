@@ -19,6 +19,7 @@ import pytest
 
 from tests.netns import natlab
 from tests.netns.natlab import PROBE, Host, NatLab, NatLabUnavailable, lab_for_test, nat_lab
+from tests.netns.procs import json_line
 
 ECHO_UDP = 4000
 ECHO_TCP = 4001
@@ -29,12 +30,7 @@ SEND_WAIT_S = 1.0  # the unsolicited sender waits this long for an answer
 lab = lab_for_test  # fails (never skips) where the lab cannot be built
 
 
-def line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    text = proc.stdout.readline()
-    assert text, f"no output: {proc.communicate(timeout=5)[1]}"
-    result: dict[str, Any] = json.loads(text)
-    return result
+line = json_line  # a probe's JSON report line (tests/netns/procs.py)
 
 
 def probe(host: Host, *args: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -129,7 +125,8 @@ def test_upnp_and_natpmp_mappings_open_the_router() -> None:
         add = home.run([upnpc, "-i", "-e", "natlab", "-a", home.addr, "41001", "41001", "TCP"],
                        check=False, timeout=15)  # fmt: skip
         assert f"external {public}:41001 TCP is redirected to internal {home.addr}:41001" in (
-            add.stdout), f"{add.stdout}\n{add.stderr}\n{nl.miniupnpd_log(router)}"
+            add.stdout
+        ), f"{add.stdout}\n{add.stderr}\n{nl.miniupnpd_log(router)}"
         listener = home.popen([sys.executable, PROBE, "tcp-listen", "--port", "41001",
                                "--seconds", "5"])  # fmt: skip
         assert line(listener) == {"listening": 41001}
@@ -176,8 +173,9 @@ def test_missing_tools_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
     with pytest.raises(NatLabUnavailable, match="iproute2"):
         NatLab()
-    monkeypatch.setattr(shutil, "which",
-                        lambda name, path=None: None if name == "nft" else "/usr/sbin/ip")
+    monkeypatch.setattr(
+        shutil, "which", lambda name, path=None: None if name == "nft" else "/usr/sbin/ip"
+    )
     with pytest.raises(NatLabUnavailable, match="nftables"):
         with nat_lab():
             pass

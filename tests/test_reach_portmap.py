@@ -39,6 +39,7 @@ from gateway.reach.portmap.model import check_public
 from tests.fuzz.engine import run as fuzz_run
 from tests.fuzz.targets import Target
 from tests.netns.natlab import PROBE, Host, lab_for_test
+from tests.netns.procs import json_line
 
 MAPPER_PROBE = str(Path(__file__).with_name("netns") / "mapper_probe.py")
 
@@ -384,12 +385,7 @@ async def test_bad_port_lists(ports: Any) -> None:
 lab = lab_for_test  # fails (never skips) where the lab cannot be built
 
 
-def line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    text = proc.stdout.readline()
-    assert text, f"no output: {proc.communicate(timeout=5)[1]}"
-    result: dict[str, Any] = json.loads(text)
-    return result
+line = json_line  # a probe's JSON report line (tests/netns/procs.py)
 
 
 def command(proc: subprocess.Popen[str], cmd: str) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import selectors
 import signal
 import subprocess
+from typing import Any
 
 
 def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -34,3 +36,13 @@ def stop(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) -> int:
         proc.kill()
         proc.wait(timeout=timeout)
         raise
+
+
+def json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """PROC's next stdout line as a JSON object (a probe's report); fails with its stderr if
+    the process ended without one."""
+    assert proc.stdout is not None
+    text = proc.stdout.readline()
+    assert text, f"no output: {proc.communicate(timeout=5)[1]}"
+    result: dict[str, Any] = json.loads(text)
+    return result
