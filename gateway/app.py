@@ -283,9 +283,15 @@ class Gateway:
         # relay routes on the P2P listener, off until a dial-back check says we are public
         self.relay = RelayService(relay_id=self.identity.id, enabled=False)
         self.relay.mount(self.p2p.app)
+        from gateway.reach.lookup import LookupService
+
+        # DHT lookups over WebSocket for browsers (docs/reach.md); `unavailable` until the DHT runs
+        lookup = LookupService()
+        lookup.mount(self.p2p.app)
         await self.p2p.start()
         self.dht = DhtNode(cfg.dht_host, cfg.dht_port, bootstrap=cfg.bootstrap)
         await self.dht.start()
+        lookup.dht = self.dht
         if cfg.reach:
             from gateway.reach.manager import Reach
 

@@ -65,6 +65,7 @@ def _public_ip(text: str | None) -> str | None:
 
 def cmd_node(args: argparse.Namespace, host: str, bootstrap: list[tuple[str, int]]) -> int:
     from gateway.p2p import DhtNode
+    from gateway.reach.lookup import LOOKUP_PATH, LookupService
     from gateway.reach.relay import RelayService
 
     advertise = _public_ip(args.advertise)
@@ -83,6 +84,7 @@ def cmd_node(args: argparse.Namespace, host: str, bootstrap: list[tuple[str, int
         try:
             if not args.no_relay:
                 relay = RelayService(relay_id=node.node_id.hex())
+                relay.extra_mounts.append(LookupService(node).mount)  # GET /dht/v1/lookup
                 port = node.port if args.relay_port is None else args.relay_port
                 try:
                     await relay.start(host, port)
@@ -103,6 +105,9 @@ def cmd_node(args: argparse.Namespace, host: str, bootstrap: list[tuple[str, int
                 "contacts": node.routing_size(),
                 "relay": node.services.get("relay"),
             }
+            if relay is not None:  # browsers find gateways through it (docs/reach.md)
+                base = relay.public_url or relay.url
+                info["lookup"] = "ws" + base.removeprefix("http") + LOOKUP_PATH
             human = f"DHT node {info['node'][:16]}… listening on udp {info['dht']}"
             if relay is not None:
                 shown = info["relay"] or f"{relay.url} (not advertised: not known to be public)"

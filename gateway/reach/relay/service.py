@@ -23,6 +23,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -123,6 +124,9 @@ class RelayService:
         self._serial = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._accepting = True
+        #: More routes for the relay's own listener (`start`): each is called with its app
+        #: before it starts, e.g. `LookupService.mount` (gateway/reach/lookup.py).
+        self.extra_mounts: list[Callable[[web.Application], None]] = []
 
     # ------------------------------------------------------------------ life cycle
     def mount(self, app: web.Application) -> None:
@@ -139,6 +143,8 @@ class RelayService:
             raise RuntimeError("RelayService already started")
         app = web.Application()
         self.mount(app)
+        for hook in self.extra_mounts:
+            hook(app)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
         )

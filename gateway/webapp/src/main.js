@@ -1,5 +1,6 @@
 // The phone web app of a Streembit gateway, served by the gateway at /app (same origin: every
-// request goes to the gateway that served the page, through its normal request path).
+// request goes to the gateway that served the page, through its normal request path; away from
+// home, with the setting on, over the P2P binding instead: ui/away.js).
 // Screens: Key, Things, Owner, Audit, Health (src/ui/). No framework, no inline code.
 
 import * as core from "./ui/core.js";
@@ -21,6 +22,8 @@ const ctx = {
   info: null,
   gw: null,
   gatewayId: null,
+  localId: null, // the id of the gateway that served the page (null when unreachable)
+  away: null, // the "Away from home" setting (ui/away.js)
   rights: null,
   tds: null,
   cleanup: null,
@@ -29,10 +32,18 @@ const ctx = {
   async setKey(key) {
     this.key = key;
     this.info = key ? await core.keyInfo(key) : null;
-    this.gw = key && this.gatewayId ? new core.Gateway(key, this.gatewayId) : null;
+    connect();
     this.forgetRights();
     await refreshNav();
     await this.go(key ? "things" : "key", true);
+  },
+  /** Switch between the local network (HTTP) and away from home (P2P). */
+  async setAway(settings) {
+    this.away = settings;
+    connect();
+    this.forgetRights();
+    await refreshNav();
+    await this.go(this.key ? "things" : "key", true);
   },
   loadTds() {
     if (!this.tds) this.tds = Promise.resolve(this.gw.things()).catch((err) => { this.tds = null; throw err; });
@@ -56,7 +67,16 @@ const ctx = {
 };
 
 function roleWords(role) {
-  return { owner: "owner", admin: "admin", user: "guest" }[role] || (role === null ? "no grant" : "unknown");
+  return { owner: "owner", admin: "admin", user: "guest", peer: "remote" }[role] || (role === null ? "no grant" : "unknown");
+}
+
+/** (Re)make ctx.gw for the key and the transport the setting chooses. */
+function connect() {
+  if (ctx.gw) ctx.gw.close();
+  const away = ctx.away && ctx.away.on ? ctx.away : null;
+  ctx.gatewayId = away ? away.gatewayId : ctx.localId;
+  ctx.gw = ctx.key && ctx.gatewayId ? new core.Gateway(ctx.key, ctx.gatewayId, away) : null;
+  $("gw").textContent = ctx.gatewayId ? `${ctx.gatewayId.slice(0, 8)}…${away ? " (away, P2P)" : ""}` : "";
 }
 
 async function refreshNav() {
@@ -109,11 +129,11 @@ async function boot() {
     showInsecure($("insecure"));
     return;
   }
+  ctx.away = core.awaySettings();
   try {
-    ctx.gatewayId = await core.gatewayId();
-    $("gw").textContent = ctx.gatewayId.slice(0, 8) + "…";
+    ctx.localId = await core.gatewayId();
   } catch (err) {
-    ctx.say(`Cannot reach the gateway: ${describe(err)}`);
+    if (!ctx.away.on) ctx.say(`Cannot reach the gateway: ${describe(err)}`);
   }
   let key = null;
   try {
@@ -123,7 +143,7 @@ async function boot() {
   }
   ctx.key = key;
   ctx.info = key ? await core.keyInfo(key) : null;
-  ctx.gw = key && ctx.gatewayId ? new core.Gateway(key, ctx.gatewayId) : null;
+  connect();
   await refreshNav();
   window.addEventListener("hashchange", () => go(location.hash.slice(1)));
   await go(location.hash.slice(1) || (key ? "things" : "key"), true);

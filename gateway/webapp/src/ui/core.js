@@ -5,6 +5,8 @@ import * as keys from "../lib/keys.js";
 import { idbStore } from "../lib/store.js";
 import * as acl from "../lib/acl.js";
 import { GatewayError, GatewayHttp } from "../lib/http.js";
+import { GatewayP2P } from "../lib/p2p.js";
+import { lookupUrl } from "../lib/find.js";
 
 export { GatewayError };
 
@@ -50,13 +52,61 @@ export async function gatewayId() {
   return body.id;
 }
 
-/** Everything the screens use to talk to the gateway (same origin), for one key. */
+// ------------------------------------------------------------------ away from home
+// The "Away from home" setting (not secret, so in localStorage): {on, gatewayId, lookup}.
+// With it on, the app finds the gateway by id through the lookup peer and talks to it over
+// the P2P binding (sealed messages over a WebSocket) instead of same-origin HTTP.
+const AWAY_KEY = "streembit-away";
+const ID = /^[A-Za-z0-9_-]{43}$/;
+
+/** The saved setting: {on, gatewayId, lookup} (defaults: off, empty). */
+export function awaySettings() {
+  let saved = null;
+  try {
+    saved = JSON.parse(globalThis.localStorage.getItem(AWAY_KEY) || "null");
+  } catch { /* unreadable: the defaults */ }
+  const s = saved && typeof saved === "object" ? saved : {};
+  return {
+    on: s.on === true,
+    gatewayId: typeof s.gatewayId === "string" ? s.gatewayId : "",
+    lookup: typeof s.lookup === "string" ? s.lookup : "",
+  };
+}
+
+/** Check and save the setting; refuses a bad id or address (LibError bad_id / bad_address). */
+export function saveAwaySettings({ on, gatewayId, lookup }) {
+  const s = { on: Boolean(on), gatewayId: String(gatewayId || "").trim(), lookup: String(lookup || "").trim() };
+  if (s.on || s.gatewayId) {
+    if (!ID.test(s.gatewayId)) throw new GatewayError(0, "bad_id", "a gateway id is 43 characters (letters, digits, - and _)");
+  }
+  if (s.on || s.lookup) lookupUrl(s.lookup); // throws bad_address
+  globalThis.localStorage.setItem(AWAY_KEY, JSON.stringify(s));
+  return s;
+}
+
+/**
+ * Everything the screens use to talk to the gateway, for one key: same-origin HTTP (the
+ * default, on the gateway's network), or P2P through a lookup peer when AWAY.on.
+ */
 export class Gateway {
-  constructor(key, id) {
+  constructor(key, id, away = null) {
     this.key = key;
     this.id = id;
-    this.http = new GatewayHttp(globalThis.location.origin, key, id);
+    this.away = Boolean(away && away.on);
+    this.http = this.away
+      ? new GatewayP2P(key, id, { lookup: [away.lookup] })
+      : new GatewayHttp(globalThis.location.origin, key, id);
   }
+
+  /** How this handle reaches the gateway, in words. */
+  transport() {
+    if (!this.away) return "on the local network (HTTP)";
+    const conn = this.http.conn;
+    return conn && !conn.closed ? `away from home, P2P via ${conn.url}` : "away from home (P2P)";
+  }
+
+  /** Drop the connection (a P2P WebSocket); the HTTP transport holds none. */
+  close() { if (this.away) this.http.close(); }
 
   things() { return this.http.things(); }
   read(thing, prop) { return this.http.read(thing, prop); }

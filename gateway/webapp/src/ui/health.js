@@ -29,6 +29,11 @@ function thingItem(t) {
 
 export async function show(el, ctx) {
   if (!ctx.gw) { fill(el, note("info", "Create or import a key first (Key screen).")); return undefined; }
+  if (ctx.gw.away) {
+    fill(el, note("info", "The health screen needs the gateway's own network: away from home the app reaches the gateway over P2P, which has no status query."),
+      h("p", { class: "hint" }, `Connection: ${ctx.gw.transport()}.`));
+    return undefined;
+  }
   fill(el, note("info", "Loading…"));
   let st;
   try {

@@ -6,6 +6,7 @@
 import { copy, field, fill, h, note } from "./dom.js";
 import * as core from "./core.js";
 import { qrSvg } from "./qr.js";
+import { awayForm } from "./away.js";
 import { describe } from "./words.js";
 
 const MAX_PASTE = 16 * 1024; // a PEM or backup is a few hundred bytes
@@ -95,7 +96,7 @@ export async function show(el, ctx) {
   if (!ctx.key) {
     fill(el,
       h("p", {}, "This browser has no key yet. A key is how the gateway knows you: the owner grants it rights."),
-      createForm(ctx, out), out, importForms(ctx, out));
+      createForm(ctx, out), out, importForms(ctx, out), awayForm(ctx));
     return;
   }
   const { id, jwk } = ctx.info;
@@ -112,5 +113,6 @@ export async function show(el, ctx) {
     backupForm(ctx, out),
     h("details", {}, h("summary", {}, "Replace this key"),
       h("p", { class: "hint" }, "The current key is replaced in this browser: export its backup first, or it is lost."),
-      createForm(ctx, out), importForms(ctx, out)));
+      createForm(ctx, out), importForms(ctx, out)),
+    awayForm(ctx));
 }

@@ -22,7 +22,8 @@ export async function show(el, ctx) {
   try {
     [tds, rights] = await Promise.all([ctx.loadTds(), ctx.loadRights()]);
   } catch (err) {
-    fill(el, err.code === "unauthenticated"
+    const noGrant = err.code === "unauthenticated" || (ctx.gw.away && err.code === "forbidden");
+    fill(el, noGrant
       ? note("info", "This key has no grant on this gateway yet: show your key to the owner (Key screen), then Refresh.")
       : note("error", `Cannot load the Things: ${describe(err)}`),
     h("button", { type: "button", onclick: () => ctx.refresh() }, "Refresh"));
