@@ -27,6 +27,7 @@ const ctx = {
   rights: null,
   tds: null,
   cleanup: null,
+  paused: null, // the screen a hidden tab stopped (visibilitychange)
   screen: null,
 
   async setKey(key) {
@@ -121,6 +122,20 @@ async function go(name, force = false) {
   }
   if (!force) section.querySelector("h2").focus();
 }
+
+// A browser opens about 6 connections per origin and every live value is a stream: a hidden tab
+// gives its streams back (so other tabs keep working) and opens them again when shown.
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) {
+    if (ctx.cleanup) { try { ctx.cleanup(); } catch { /* already stopped */ } }
+    ctx.cleanup = null;
+    ctx.paused = ctx.screen;
+  } else if (ctx.paused) {
+    const screen = ctx.paused;
+    ctx.paused = null;
+    go(screen, true);
+  }
+});
 
 async function boot() {
   if (!core.secureOk()) {

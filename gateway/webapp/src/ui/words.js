@@ -2,7 +2,7 @@
 // stable CODE (gateway/codes.py) picks the sentence, the reason is shown after it.
 
 const CODES = {
-  unauthenticated: "The gateway did not accept this key (unknown key, or the clock is off).",
+  unauthenticated: "The gateway did not accept this key: not (or no longer) granted, or this device's clock is off.",
   forbidden: "Not allowed: this key has no grant for that, or not at this time.",
   bad_request: "The gateway refused the request as malformed.",
   invalid_input: "That value has the wrong type.",
