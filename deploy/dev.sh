@@ -85,10 +85,10 @@ setup_test_tools() {
         (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
         touch tests/interop/node_modules
     fi
-    # the web app's build tools and libraries (gateway/webapp: esbuild, jose, uqr); the built
+    # the web app's build tools and libraries (gateway/webapp: esbuild, jose, uqr, jsqr); the built
     # bundle is committed, the tests check that it matches a fresh build
     if [ ! -d gateway/webapp/node_modules ] || [ gateway/webapp/package-lock.json -nt gateway/webapp/node_modules ]; then
-        say "installing the web app's npm packages (esbuild, jose, uqr)"
+        say "installing the web app's npm packages (esbuild, jose, uqr, jsqr)"
         (cd gateway/webapp && npm ci --no-audit --no-fund --loglevel=error)
         touch gateway/webapp/node_modules
     fi

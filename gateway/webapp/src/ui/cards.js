@@ -12,7 +12,11 @@ import { fill, h, note } from "./dom.js";
 import { show as showValue, valueRow, writer } from "./controls.js";
 import { describe } from "./words.js";
 
-export const STREAM_BUDGET = 3; // SSE streams per screen: leaves connections for actions
+// SSE streams per screen. A browser keeps about 6 HTTP/1.1 connections per origin for ALL its
+// tabs: one live stream per tab (the first of STREAM_FIRST: a lock's state) lets 5 tabs stay
+// live and still leaves a connection for actions; the other values are re-read every POLL_MS.
+// Hidden tabs give their stream back (main.js).
+export const STREAM_BUDGET = 1;
 export const POLL_MS = 30_000;
 const STREAM_FIRST = ["state", "fault", "temperature", "on"];
 

@@ -1,4 +1,4 @@
-// The "add a guest" form: public key (paste, or scan where BarcodeDetector exists), Things,
+// The "add a guest" form: public key (paste, or scan with the camera), Things,
 // an operations preset, a validity window and a weekly schedule. Hands ON_GRANT a request
 // {jwk, id, preset, opts: {things, nbf?, exp?, schedule?}}; the owner screen makes the grant
 // with lib/acl.js (presetGrant), signs and pushes it.
@@ -40,7 +40,7 @@ export function grantForm(things, known, onGrant) {
         fill(out, note("error", `Camera unavailable: ${err.message || err}. Paste the key instead.`));
       }
     },
-  }, "Scan the guest's QR code") : h("p", { class: "hint" }, "This browser cannot scan QR codes: paste the key.");
+  }, "Scan the guest's QR code") : h("p", { class: "hint" }, "No camera here: paste the key.");
 
   const all = h("input", { type: "checkbox", id: uid("all") });
   const boxes = things.map((t) => ({ name: t.name, box: h("input", { type: "checkbox", id: uid("t"), value: t.name }) }));
