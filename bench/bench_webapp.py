@@ -125,6 +125,26 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
+async def p2p_taps(gw: DemoGateway, page: Page, taps: int) -> dict[str, Any]:
+    """The same taps "away from home": the page finds the gateway by id through its DHT lookup
+    over WebSocket and speaks sealed messages over the P2P WebSocket; then back to the LAN."""
+    lookup = gw.ws.rsplit("/", 1)[0]  # ws://127.0.0.1:PORT (the lookup path is added by the app)
+    away = json.dumps({"on": True, "gatewayId": gw.id, "lookup": lookup})
+    await page.eval(f"localStorage.setItem('streembit-away', {json.dumps(away)})")
+    await page.reload()
+    try:
+        await wait(page, f"!!{lock_state()}", "the lock state over P2P", TAB_TIMEOUT_S)
+        samples = [await tap_once(page) for _ in range(taps)]
+    except AssertionError as exc:
+        return {"error": str(exc)[:300]}
+    finally:
+        await page.eval("localStorage.removeItem('streembit-away')")
+        await page.reload()
+        await wait(page, f"!!{lock_state()}", "the lock state on the LAN again", TAB_TIMEOUT_S)
+    state_ms = [s["to_state_ms"] for s in samples]
+    return {"taps": taps, "p50": statistics.median(state_ms), "p90": pct(state_ms, 0.9)}
+
+
 async def run(taps: int, tabs: int, tmp: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"bundle": bundle_sizes()}
     async with contextlib.AsyncExitStack() as stack:
@@ -157,6 +177,7 @@ async def run(taps: int, tabs: int, tmp: Path) -> dict[str, Any]:
             },
         }
         rss_one = rss_kib(pid)
+        result["tap_p2p"] = await p2p_taps(gw, page, taps)
 
         # the app in TABS tabs of the same browser (the first tab is the page above)
         pages = [page]
@@ -209,6 +230,14 @@ def show(r: dict[str, Any]) -> None:
     print(f"  p50 {s['p50']:.1f} ms  p90 {s['p90']:.1f} ms  max {s['max']:.1f} ms")
     print(f"tap → action answer shown: p50 {a['p50']:.1f} ms  p90 {a['p90']:.1f} ms")
     print("  (both include the simulated bolt travel of the demo lock: 0.2 s)")
+    p2p = r.get("tap_p2p") or {}
+    if "error" in p2p:
+        print(f"tap → lock state shown over P2P (away mode): FAILED ({p2p['error']})")
+    elif p2p:
+        print(
+            f"tap → lock state shown over P2P (away mode: DHT lookup over WebSocket, sealed "
+            f"messages), {p2p['taps']} taps: p50 {p2p['p50']:.1f} ms  p90 {p2p['p90']:.1f} ms"
+        )
     m = r["rss_kib"]
     tabs_key = next(k for k in m if k.endswith("_tabs"))
     print(

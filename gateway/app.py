@@ -138,7 +138,7 @@ class Gateway:
         identity = state.load_identity(create=create_key)
         state.lock()
         acl = AclStore(state.path, identity.id)
-        audit = AuditLog.open(state.path / AUDIT_FILE)
+        audit = AuditLog.open(state.path / AUDIT_FILE, signer=identity)  # signed checkpoints
         inject = inject or {}
         companion = CompanionSetup(config, state, identity.id)
         try:  # pre-flight: drivers, pins, ports, device files; nothing opened yet

@@ -52,6 +52,7 @@ PRIVATE_FILES: Final = (
     f"{AUDIT_FILE}-wal",
     f"{AUDIT_FILE}-shm",
     f"{AUDIT_FILE}.journal",  # gateway.audit.journal: records not yet imported into SQLite
+    f"{AUDIT_FILE}.checkpoints",  # gateway.audit.checkpoint: the signed heads of the chain
     "thing-settings.json",
     "running.json",
 )

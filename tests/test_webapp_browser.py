@@ -150,6 +150,7 @@ class DemoGateway:
     state: Path
     url: str
     id: str
+    ws: str = ""  # the P2P WebSocket (away-from-home mode)
 
     async def cli(self, *args: str) -> Any:
         """`streembit-gateway ARGS --state STATE --json`: its JSON output (exit 0 asserted)."""
@@ -201,7 +202,7 @@ async def demo_gateway(tmp_path: Path) -> AsyncIterator[DemoGateway]:
         assert line, f"streembit-gateway demo exited: {(tmp_path / 'gateway.log').read_text()}"
         info = json.loads(line)
         assert info["owner"] is None  # a fresh state folder: not provisioned yet
-        yield DemoGateway(proc, state, info["http"], info["id"])
+        yield DemoGateway(proc, state, info["http"], info["id"], info.get("ws", ""))
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

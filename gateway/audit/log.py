@@ -17,6 +17,10 @@ refuse the request it was recording; the log stays unhealthy until a later recor
 retried); appends fail only once MAX_PENDING records wait for it. Records that are durable but
 not imported yet are shown by `query` from the journal, so readers in any process see them.
 
+Stored records are hash-chained (chain.py). The owner, given the gateway key (`signer`), signs
+a checkpoint of the chain head (checkpoint.py) at least every CHECKPOINT_S while records are
+added, and at every clean close, into the checkpoints file beside the database.
+
 Only one open log owns the journal (an exclusive flock). Any other open of the same log (the
 `audit` CLI while the gateway runs) reads it, and writes its few records straight to SQLite
 (without a sequence number).
@@ -34,11 +38,13 @@ import time
 from pathlib import Path
 from typing import TypeAlias
 
+from gateway.audit import checkpoint
 from gateway.audit.groupsync import GroupSync
 from gateway.audit.journal import Entry, Journal, journal_path, read_entries
 from gateway.audit.record import AuditRecord, Row, encode_line, from_row, to_row
 from gateway.audit.store import Store, read_rows
 from gateway.errors import AuditError
+from gateway.identity import KeyPair
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ ROTATE_BYTES = 1 << 20  # the journal is emptied once SQLite holds it all and it
 MIN_FREE_BYTES = 1024 * 1024  # below this much free space where the log lives, refuse requests
 SPACE_CHECK_S = 1.0  # free space is measured at most this often (a statvfs each time)
 RECOVER_RETRY_S = 1.0  # after a failure, a probe record / an import is tried at most this often
+CHECKPOINT_S = 60.0  # a new chain head is signed at most this long after it was stored
 
 _Pending: TypeAlias = "tuple[int, Row, asyncio.Future[None] | None]"
 _STOP = None  # queue sentinel: finish and end the thread
@@ -59,9 +66,19 @@ class AuditLog:
     """The append-only audit log. Create with `AuditLog.open(path)`; `close()` flushes."""
 
     def __init__(
-        self, path: Path, store: Store, journal: Journal | None, last_seq: int, imported: int
+        self,
+        path: Path,
+        store: Store,
+        journal: Journal | None,
+        last_seq: int,
+        imported: int,
+        signer: KeyPair | None = None,
     ) -> None:
         self.path = path
+        self._signer = signer if journal is not None else None  # only the owner signs
+        self._signed: tuple[int, int, bytes] | None = None  # the head of the last checkpoint
+        self._signed_at = time.monotonic()
+        self.checkpoint_failures = 0
         self._store = store
         self._journal = journal
         self._lock = threading.Lock()  # seq, journal writes, _pending, rotation
@@ -92,10 +109,11 @@ class AuditLog:
 
     # ------------------------------------------------------------------- lifecycle
     @classmethod
-    def open(cls, path: Path) -> AuditLog:
+    def open(cls, path: Path, signer: KeyPair | None = None) -> AuditLog:
         """Open (creating if needed) the log at PATH; AuditError if it cannot be used.
 
-        The owner imports the journal lines SQLite lacks (after a crash) before returning."""
+        The owner imports the journal lines SQLite lacks (after a crash) before returning.
+        With SIGNER (the gateway key) the owner signs checkpoints of the chain head."""
         path = Path(path)
         store = Store.open(path)
         try:
@@ -106,7 +124,7 @@ class AuditLog:
         try:
             last = store.max_seq()
             if journal is None:
-                return cls(path, store, None, last, last)
+                return cls(path, store, None, last, last, signer)
             entries, skipped = journal.recover()
         except Exception as exc:
             if journal is not None:
@@ -114,7 +132,8 @@ class AuditLog:
             store.close()
             raise AuditError(f"{path}: unusable audit log: {exc}") from None
         missing = [e for e in entries if e[0] > last]
-        audit = cls(path, store, journal, max(last, entries[-1][0] if entries else 0), last)
+        top = max(last, entries[-1][0] if entries else 0)
+        audit = cls(path, store, journal, top, last, signer)
         audit.skipped = skipped
         if skipped:
             log.error("%s: %d audit journal lines did not decode", journal.path, skipped)
@@ -137,6 +156,7 @@ class AuditLog:
             self._sync.close()  # syncs what is queued; its records go to the importer
             self._importq.put(_STOP)
             self._importer.join()
+            self._checkpoint(force=True)  # every clean stop: sign the final head
             with self._lock:
                 self._rotate_locked(force=True)
             self._journal.close()
@@ -299,6 +319,9 @@ class AuditLog:
         stopping = False
         while not stopping:
             wait: float | None = RECOVER_RETRY_S if self._backlog else None
+            if self._signer is not None:
+                due = max(0.0, self._signed_at + CHECKPOINT_S - time.monotonic())
+                wait = due if wait is None else min(wait, due)
             try:
                 items = [self._importq.get(timeout=wait)]
             except queue.Empty:
@@ -318,6 +341,31 @@ class AuditLog:
                 if not self._import(batch):
                     break
                 del self._backlog[: len(batch)]
+            if self._signer is not None and time.monotonic() - self._signed_at >= CHECKPOINT_S:
+                self._checkpoint()
+
+    def _checkpoint(self, *, force: bool = False) -> None:
+        """Sign the chain head if it moved since the last checkpoint (always when FORCE) and
+        append it to the checkpoints file. Failures are logged (the chain itself is intact)."""
+        signer = self._signer
+        if signer is None:
+            return
+        self._signed_at = time.monotonic()
+        try:
+            head = self._store.head()
+            if head == self._signed and not force:
+                return
+            cp = checkpoint.sign(signer, *head)
+            checkpoint.append(checkpoint.checkpoints_path(self.path), cp)
+        except Exception as exc:
+            self.checkpoint_failures += 1
+            log.error("audit checkpoint failed: %s", exc)
+            return
+        self._signed = head
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest signed checkpoint (compact JWS, as stored), None if there is none."""
+        return checkpoint.latest(checkpoint.checkpoints_path(self.path))
 
     def _import(self, batch: list[Entry]) -> bool:
         batch = [e for e in batch if e[0] > self._imported]  # already there (recovered twice)

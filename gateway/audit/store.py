@@ -3,6 +3,11 @@
 The table is append-only: triggers abort any UPDATE or DELETE issued through SQL. Rows that came
 through the journal carry its sequence number (`seq`, unique); rows written directly by a
 process that does not own the journal (a CLI while the gateway runs) have none.
+
+Every row is hash-chained (gateway/audit/chain.py): `prev` is the hash of the row before it (in
+`id` order), `hash` its own. Both writers chain inside their `BEGIN IMMEDIATE` transaction
+(reading the last row's id and hash there), so they form one chain. Migration 2 -> 3 adds the
+columns and chains the rows that exist at that moment.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.chain import GENESIS, link
 from gateway.audit.record import Row
 from gateway.errors import AuditError
 
-SCHEMA_VERSION = 2  # 2: the journal's sequence number (`seq`); bump with a migration
+SCHEMA_VERSION = 3  # 2: journal sequence number `seq`; 3: hash chain `prev`, `hash`
 BUSY_TIMEOUT_S = 5.0  # wait this long for another connection's lock before failing
 DB_FILE_MODE = 0o600  # who did what and when is private to the gateway user
 CACHE_KIB = 256  # page cache of the writing connection (SQLite's default is 2000 KiB)
@@ -50,9 +56,19 @@ _MIGRATE_2 = """
 ALTER TABLE audit ADD COLUMN seq INTEGER;
 CREATE UNIQUE INDEX IF NOT EXISTS audit_by_seq ON audit (seq);
 """
+_MIGRATE_3 = """
+ALTER TABLE audit ADD COLUMN prev BLOB;
+ALTER TABLE audit ADD COLUMN hash BLOB
+"""
+_NO_UPDATE = """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END"""
 COLUMNS = "ts, subject, binding, op, thing, affordance, allowed, rule, reason, detail, request_id"
-_INSERT_SEQ = f"INSERT INTO audit (seq, {COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
-_INSERT = f"INSERT INTO audit ({COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO audit (id, seq, {COLUMNS}, prev, hash) "  # noqa: S608 constant columns
+    f"VALUES ({', '.join('?' * 15)})"
+)
+_LAST = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+Head = tuple[int, int, bytes]  # (row id of the last record, records, its hash)
 
 
 class Store:
@@ -61,6 +77,7 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self.chain = True  # False only to measure the chain's cost (bench/bench_audit.py)
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -85,19 +102,41 @@ class Store:
         row = self._conn.execute("SELECT max(seq) FROM audit").fetchone()
         return int(row[0] or 0)
 
+    def head(self) -> Head:
+        """(row id of the last record, number of records, its chain hash); (0, 0, GENESIS)."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            last = conn.execute(_LAST).fetchone()
+            count = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        finally:
+            conn.execute("COMMIT")
+        if last is None:
+            return 0, 0, GENESIS
+        return int(last[0]), count, bytes(last[1] or b"")
+
     def import_entries(self, entries: Sequence[tuple[int, Row]]) -> None:
         """Store journal ENTRIES in ONE durable transaction (sqlite3.Error if not)."""
-        self._transaction(_INSERT_SEQ, [(seq, *row) for seq, row in entries])
+        self._transaction(entries)
 
     def insert(self, rows: Sequence[Row]) -> None:
         """Store ROWS without a sequence number (a process that does not own the journal)."""
-        self._transaction(_INSERT, rows)
+        self._transaction([(None, row) for row in rows])
 
-    def _transaction(self, sql: str, params: Sequence[tuple[Any, ...]]) -> None:
+    def _transaction(self, entries: Sequence[tuple[int | None, Row]]) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(sql, params)
+            last = conn.execute(_LAST).fetchone()
+            rid, prev = (0, GENESIS) if last is None else (int(last[0]), bytes(last[1] or b""))
+            params: list[tuple[Any, ...]] = []
+            chain = self.chain
+            for seq, row in entries:
+                rid += 1
+                digest = link(prev, rid, seq, row) if chain else None
+                params.append((rid, seq, *row, prev if chain else None, digest))
+                prev = digest or b""
+            conn.executemany(_INSERT, params)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -125,6 +164,10 @@ def _prepare(conn: sqlite3.Connection) -> None:
         if "seq" not in columns:
             for stmt in _MIGRATE_2.strip().split(";\n"):
                 conn.execute(stmt)
+        if "hash" not in columns:
+            for stmt in _MIGRATE_3.strip().split(";\n"):
+                conn.execute(stmt)
+            _chain_existing(conn)
         if version < SCHEMA_VERSION:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
@@ -132,6 +175,20 @@ def _prepare(conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+
+
+def _chain_existing(conn: sqlite3.Connection) -> None:
+    """Migration 2 -> 3: chain every row present now, in id order (inside its transaction)."""
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    prev = GENESIS
+    rows = conn.execute(f"SELECT id, seq, {COLUMNS} FROM audit ORDER BY id").fetchall()  # noqa: S608
+    updates = []
+    for rid, seq, *rest in rows:
+        digest = link(prev, rid, seq, tuple(rest))
+        updates.append((prev, digest, rid))
+        prev = digest
+    conn.executemany("UPDATE audit SET prev = ?, hash = ? WHERE id = ?", updates)
+    conn.execute(_NO_UPDATE)
 
 
 def read_rows(

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from gateway.acl import AclStore, read_acl_unverified
 from gateway.audit import AUDIT_FILE, AuditLog
+from gateway.audit.verify import verify_state
 from gateway.cli import companion_cli
 from gateway.cli.acl_wait import picked_up
-from gateway.cli.common import EXIT_OK, add_json, note, out, run
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, add_json, note, out, run
 from gateway.cli.help import Parser
 from gateway.cli.listen import add_listen_flags, apply_listen
 from gateway.cli.provisioning_gateway import add_commands as add_provisioning_commands
 from gateway.cli.serve import add_serve_flags, check_things, run_serve
 from gateway.config import default_config, load_config
-from gateway.errors import AclError
+from gateway.errors import AclError, AuditError
 from gateway.state import StateDir
 
 
@@ -56,6 +57,12 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "verify":
+        report = verify_state(StateDir(args.state), [Path(f) for f in args.checkpoint])
+        out(args, report.as_dict(), report.human)
+        return EXIT_OK if report.ok else EXIT_FAIL
+    if args.checkpoint:
+        raise AuditError("--checkpoint is an option of `audit verify`", code="usage")
     state = StateDir(args.state)
     path = state.path / AUDIT_FILE
     log = AuditLog.open(path)
@@ -129,9 +136,21 @@ def parser() -> Parser:
     sp.add_argument("acl_file")
     sp.set_defaults(func=cmd_acl_apply)
 
-    sp = cmd("audit", "print the audit log (newest first)")
+    sp = cmd(
+        "audit",
+        "print the audit log (newest first); `audit verify`: check its hash chain and signed "
+        "checkpoints (exit 0 intact, 1 tampered; docs/audit.md)",
+    )
+    sp.add_argument("action", nargs="?", choices=("verify",), help="verify: check the chain")
     sp.add_argument("--state", required=True, type=Path)
     sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="verify: a checkpoint the owner fetched earlier (GET /audit/checkpoint); repeatable",
+    )
     sp.set_defaults(func=cmd_audit)
 
     for name, help in (

@@ -28,7 +28,7 @@ from aiohttp import web
 from gateway import jsonsafe
 from gateway.acl import AclStore
 from gateway.auth import Principal, TokenVerifier
-from gateway.bindings.http import ownerview, webapp
+from gateway.bindings.http import auditcheck, ownerview, webapp
 from gateway.bindings.http.cors import enable_cors
 from gateway.bindings.http.streams import LONGPOLL_TIMEOUT_S, longpoll, sse
 from gateway.codes import Code
@@ -96,6 +96,7 @@ class HttpBinding:
         r.add_get("/things/{thing}/events/{name}/sse", self.subscribe_sse)
         r.add_put("/acl", self.put_acl)
         ownerview.mount(self)  # GET /audit, /acl (owner), /acl/mine (ownerview.py)
+        auditcheck.mount(self)  # GET /audit/checkpoint (owner; auditcheck.py)
         webapp.mount(self.app)  # the phone web app at /app (webapp.py)
         if ops is not None:
             from gateway.bindings.http.status import StatusRoutes
