@@ -11,7 +11,9 @@ from pathlib import Path
 import aiohttp
 
 from hardware import HARDWARE_DIR, RECIPES
-from tests.test_status_page import Cdp, _png_size, browser  # noqa: F401  (browser: fixture)
+from tests.browser import Page as Cdp
+from tests.browser import png_size
+from tests.test_status_page import browser  # noqa: F401  (browser: fixture)
 
 INSET_PX = 1.0  # a line may graze a text box's edge by this much: glyph boxes include padding
 STEP_PX = 1.0  # how finely each line is sampled
@@ -72,7 +74,7 @@ async def test_every_diagram_renders_readably(
         )
         png = tmp_path / f"{name}.png"
         png.write_bytes(base64.b64decode(shot["data"]))
-        assert _png_size(png.read_bytes()) == (width, height)
+        assert png_size(png.read_bytes()) == (width, height)
 
 
 BROKEN = """<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120"
