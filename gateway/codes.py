@@ -165,6 +165,19 @@ class Code(StrEnum):
     PUNCH_FAILED = "punch_failed", 502, EXIT_FAIL, _PL, (_RE,), "no direct path was made"
     REACH = "reach", 502, EXIT_FAIL, _S, (_L,), "a reachability step failed"
 
+    # -- delegation chains (docs/acl.md "Delegation"): why a presented chain was refused; the
+    # request path answers them like `forbidden` (docs/http-binding.md section 3)
+    DELEGATION_MALFORMED = "delegation_malformed", 400, EXIT_FAIL, _S, (_R, _L), "chain malformed"
+    DELEGATION_BAD_SIGNATURE = "delegation_bad_signature", 403, EXIT_FAIL, _S, (_R,), "bad link"
+    DELEGATION_WIDENS = "delegation_widens", 403, EXIT_FAIL, _S, (_R,), "a link widens"
+    DELEGATION_LOOP = "delegation_loop", 403, EXIT_FAIL, _S, (_R,), "a chain revisits a key"
+    DELEGATION_TOO_DEEP = "delegation_too_deep", 403, EXIT_FAIL, _S, (_R,), "past depth limit"
+    DELEGATION_NOT_ALLOWED = "delegation_not_allowed", 403, EXIT_FAIL, _S, (_R,), "depth 0"
+    DELEGATION_REVOKED = "delegation_revoked", 403, EXIT_FAIL, _S, (_R,), "a link is revoked"
+    DELEGATION_EXPIRED = "delegation_expired", 403, EXIT_FAIL, _S, (_R,), "a link out of time"
+    DELEGATION_WRONG_HOLDER = "delegation_wrong_holder", 403, EXIT_FAIL, _S, (_R,), "not holder"
+    DELEGATION_USED_UP = "delegation_used_up", 403, EXIT_FAIL, _S, (_R,), "use count exhausted"
+
     # -- command line: bad usage, config or input (exit 2)
     CONFIG = "config", 500, EXIT_USAGE, _S, (_C, _L), "a configuration file is malformed"
     IDENTITY = "identity", 500, EXIT_USAGE, _S, (_C, _L), "a key file is missing or unsafe"

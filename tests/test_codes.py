@@ -161,7 +161,9 @@ class _Audit:
 
 
 def _processor(owner: str | None, audit: _Audit) -> RequestProcessor:
-    acl = SimpleNamespace(owner=None if owner is None else SimpleNamespace(id=owner))
+    acl = SimpleNamespace(
+        owner=None if owner is None else SimpleNamespace(id=owner), gateway_id="gw", state_dir="."
+    )
     return RequestProcessor({}, acl, audit)  # type: ignore[arg-type]
 
 

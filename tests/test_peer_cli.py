@@ -97,3 +97,39 @@ def test_subscribe_and_owner_acl_push(net: dict[str, str]) -> None:
     assert json.loads(pushed.stdout)["version"] == 2
     gone = run(PEER, *b, "--key", f"{k}/alice", "read", "--", gw, "front-door", "state", ok=False)
     assert gone.returncode == 1
+
+
+def test_delegate_offline_then_act_on_the_chain_then_revoke_the_link(
+    net: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/acl.md §6's walk-through: grant with a depth, delegate offline, invoke with
+    --delegation, a use count, and the owner ending the one link."""
+    b, k, gw = ["--bootstrap", net["boot"]], net["k"], net["gw"]
+    owner = ["--key", f"{k}/owner", "--acl", net["acl"], "--gateway", gw]
+    run(PEER, "acl", "grant", *owner, "--subject", f"{k}/alice.pub", "--things", "front-door",
+        "--ops", "invokeaction,readproperty", "--delegate", "1")  # fmt: skip
+    run(PEER, *b, "--key", f"{k}/owner", "acl", "push", "--acl", net["acl"], "--", gw)
+    chain = tmp_path / "mallory.dlg"
+    made = run(PEER, "delegate", "--key", f"{k}/alice", "--gateway", gw, "--to",
+               f"{k}/mallory.pub", "--things", "front-door", "--ops", "invokeaction",
+               "--uses", "2", "--out", str(chain), "--json")  # fmt: skip
+    assert json.loads(made.stdout)["links"] == 1 and chain.stat().st_mode & 0o077 == 0
+    mallory = [*b, "--key", f"{k}/mallory"]
+    plain = run(PEER, *mallory, "invoke", "--", gw, "front-door", "unlock", ok=False)
+    assert plain.returncode == 1 and "forbidden" in plain.stdout
+    dlg = ["--delegation", str(chain)]
+    out = run(PEER, *mallory, "invoke", *dlg, "--json", "--", gw, "front-door", "unlock").stdout
+    assert json.loads(out) == "unlocked"
+    read = run(PEER, *mallory, "read", *dlg, "--", gw, "front-door", "state", ok=False)
+    assert read.returncode == 1 and "operation not granted" in read.stdout  # the link's ops only
+    run(PEER, *mallory, "invoke", *dlg, "--", gw, "front-door", "lock")
+    used = run(PEER, *mallory, "invoke", *dlg, "--", gw, "front-door", "unlock", ok=False)
+    assert used.returncode == 1 and "delegation_used_up" in used.stdout
+    run(PEER, "acl", "revoke", *owner, "--link", str(chain))
+    run(PEER, *b, "--key", f"{k}/owner", "acl", "push", "--acl", net["acl"], "--", gw)
+    ended = run(PEER, *mallory, "invoke", *dlg, "--", gw, "front-door", "lock", ok=False)
+    assert ended.returncode == 1 and "delegation_revoked" in ended.stdout
+    chain.write_text("not a chain\n")
+    bad = run(PEER, *mallory, "invoke", *dlg, "--", gw, "front-door", "lock", ok=False)
+    assert bad.returncode != 0 and "delegation_malformed" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr

@@ -39,6 +39,7 @@ class Decision:
     allowed: bool
     rule: str
     reason: str
+    code: str = "forbidden"  # the refusal's code (a delegation chain's own delegation_* code)
 
 
 _OWNER = Decision(True, "owner", "owner")

@@ -76,6 +76,16 @@ def without_subject(acl: Acl, subject_id: str, *, now: int | None = None) -> Acl
     )
 
 
+def without_link(acl: Acl, jti: str, *, now: int | None = None) -> Acl:
+    """A new version with delegation link JTI revoked: every chain through it ends."""
+    return dataclasses.replace(
+        acl,
+        version=acl.version + 1,
+        iat=_now(now),
+        revoked_delegations=acl.revoked_delegations | {jti},
+    )
+
+
 def sign_acl(acl: Acl, owner: KeyPair) -> str:
     """The ACL as a compact JWS signed by OWNER."""
     header = {"alg": ACL_ALG, "typ": ACL_TYP, "kid": owner.id}

@@ -55,9 +55,12 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 _RANGE_SEP = re.compile(r"\s*,\s*|\s+")  # time ranges are separated by commas or spaces
 _GRANT_KEYS = frozenset(
-    {"sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role"}
+    {"sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role", "delegate"}
 )
-_ACL_KEYS = frozenset({"gateway", "version", "iat", "tz", "grants", "revoked"})
+_ACL_KEYS = frozenset(
+    {"gateway", "version", "iat", "tz", "grants", "revoked", "revoked_delegations"}
+)
+MAX_DELEGATE = 4  # longest delegation chain a grant may allow (docs/acl.md "Delegation")
 _ACL_REQUIRED = ("gateway", "version", "iat", "grants")
 
 
@@ -148,6 +151,7 @@ class Grant:
     exp: int | None = None
     schedule: Schedule | None = None
     role: str = "user"
+    delegate: int = 0  # how many delegation links may follow this grant (0: none)
 
     def __post_init__(self) -> None:
         if self.key.id != self.subject:
@@ -167,6 +171,8 @@ class Grant:
             raise _bad("grant exp must be after nbf")
         if not isinstance(self.role, str) or self.role not in ROLES:
             raise _bad(f"grant role must be one of {sorted(ROLES)}")
+        if type(self.delegate) is not int or not 0 <= self.delegate <= MAX_DELEGATE:
+            raise _bad(f"grant delegate must be an integer 0..{MAX_DELEGATE}")
 
     @classmethod
     def for_key(
@@ -180,6 +186,7 @@ class Grant:
         exp: int | None = None,
         schedule: str | None = None,
         role: str = "user",
+        delegate: int = 0,
     ) -> Grant:
         """Convenience constructor for the peer side (`acl grant`)."""
         return cls(
@@ -192,6 +199,7 @@ class Grant:
             exp=exp,
             schedule=Schedule.parse(schedule) if schedule is not None else None,
             role=role,
+            delegate=delegate,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -209,6 +217,8 @@ class Grant:
             out["exp"] = self.exp
         if self.schedule is not None:
             out["schedule"] = self.schedule.spec
+        if self.delegate:
+            out["delegate"] = self.delegate
         return out
 
     @classmethod
@@ -242,6 +252,7 @@ class Grant:
             exp=obj.get("exp"),
             schedule=Schedule.parse(schedule) if schedule is not None else None,
             role=role,
+            delegate=obj.get("delegate", 0),
         )
 
 
@@ -262,6 +273,7 @@ class Acl:
     grants: tuple[Grant, ...] = ()
     revoked: frozenset[str] = frozenset()
     tz: str | None = None
+    revoked_delegations: frozenset[str] = frozenset()  # delegation link jti values
     by_subject: Mapping[str, tuple[int, Grant]] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -305,6 +317,8 @@ class Acl:
         }
         if self.tz is not None:
             out["tz"] = self.tz
+        if self.revoked_delegations:
+            out["revoked_delegations"] = sorted(self.revoked_delegations)
         return out
 
     @classmethod
@@ -327,6 +341,9 @@ class Acl:
         tz = obj.get("tz")
         if tz is not None and not isinstance(tz, str):
             raise _bad("ACL tz must be a string")
+        dlg = obj.get("revoked_delegations", [])
+        if not isinstance(dlg, list) or not all(isinstance(r, str) for r in dlg):
+            raise _bad("ACL revoked_delegations must be a list of link ids (jti)")
         return cls(
             gateway=obj["gateway"],
             version=obj["version"],
@@ -334,4 +351,5 @@ class Acl:
             grants=tuple(Grant.from_json(g) for g in grants),
             revoked=frozenset(revoked),
             tz=tz,
+            revoked_delegations=frozenset(dlg),
         )

@@ -30,8 +30,8 @@ from joserfc.jws import JWSRegistry
 
 from gateway import jsonsafe
 from gateway.compact import json_segment, peek_header
-from gateway.errors import AuthError
-from gateway.identity import KeyPair, PublicIdentity
+from gateway.errors import AuthError, IdentityError
+from gateway.identity import KeyPair, PublicIdentity, public_from_jwk
 
 JWT_ALG = "ES256"  # the only accepted algorithm: every identity is a P-256 key
 JWT_TYP = "JWT"  # header typ of a bearer token (an ACL or a message is not a token)
@@ -56,13 +56,22 @@ class Principal:
 
 
 def issue_token(
-    kp: KeyPair, *, audience: str, ttl: int = DEFAULT_TTL_S, now: float | None = None
+    kp: KeyPair,
+    *,
+    audience: str,
+    ttl: int = DEFAULT_TTL_S,
+    now: float | None = None,
+    embed_key: bool = False,
 ) -> str:
-    """A bearer token for AUDIENCE (a gateway id), signed by KP, valid for TTL seconds."""
+    """A bearer token for AUDIENCE (a gateway id), signed by KP, valid for TTL seconds.
+    EMBED_KEY puts KP's public key in the header (`jwk`): for a key the gateway's ACL does not
+    know, presenting a delegation chain (docs/acl.md "Delegation")."""
     if type(ttl) is not int or ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
     iat = int(time.time() if now is None else now)
-    header = {"alg": JWT_ALG, "typ": JWT_TYP, "kid": kp.id}
+    header: dict[str, Any] = {"alg": JWT_ALG, "typ": JWT_TYP, "kid": kp.id}
+    if embed_key:
+        header["jwk"] = dict(kp.public.jwk)
     claims = {
         "iss": kp.id,
         "sub": kp.id,
@@ -78,6 +87,17 @@ def issue_token(
 
 def _fail(code: str, message: str) -> AuthError:
     return AuthError(message, code=code)
+
+
+def _embedded_key(jwk: Any, iss: str) -> ECKey:
+    """The joserfc key of a header `jwk` whose thumbprint is ISS."""
+    try:
+        pub = public_from_jwk(jwk)
+    except IdentityError:
+        raise _fail("bad_format", "token header jwk is not a P-256 public key") from None
+    if pub.id != iss:
+        raise _fail("bad_format", "token header jwk is not the issuer's key")
+    return pub.jose_key()
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -120,8 +140,12 @@ class TokenVerifier:
             self._keys.clear()
             self._generation += 1
 
-    def verify(self, token: str) -> Principal:
-        """The token's principal; AuthError with a distinct code if it is refused."""
+    def verify(self, token: str, *, embedded_key: bool = False) -> Principal:
+        """The token's principal; AuthError with a distinct code if it is refused.
+
+        EMBEDDED_KEY: the request presents a delegation chain, so an issuer the ACL does not
+        know may prove its key with the header's `jwk` (its RFC 7638 thumbprint must be iss).
+        Such a principal is authenticated only: the chain decides what it may do."""
         now = self.clock()
         with self._lock:
             cached = self._cache.get(token)
@@ -133,7 +157,7 @@ class TokenVerifier:
                 del self._cache[token]
             generation = self._generation
         self.misses += 1
-        principal = self._verify(token, now)
+        principal = self._verify(token, now, embedded_key)
         with self._lock:
             if generation == self._generation:
                 self._cache[token] = principal
@@ -141,7 +165,7 @@ class TokenVerifier:
                     self._cache.popitem(last=False)
         return principal
 
-    def _verify(self, token: str, now: float) -> Principal:
+    def _verify(self, token: str, now: float, embedded_key: bool = False) -> Principal:
         if not isinstance(token, str):
             raise _fail("bad_format", "a bearer token is text")
         if len(token) > MAX_TOKEN_BYTES:
@@ -167,7 +191,7 @@ class TokenVerifier:
         kid = header.get("kid", iss)
         if kid != iss or claims.get("sub", iss) != iss:
             raise _fail("bad_format", "token kid and sub must equal iss")
-        key = self._key(iss)
+        key = self._key(iss, header.get("jwk") if embedded_key else None)
         try:
             jws.deserialize_compact(token, key, registry=_REGISTRY)
         except BadSignatureError:
@@ -176,12 +200,14 @@ class TokenVerifier:
             raise _fail("bad_format", f"token refused: {exc}") from None
         return self._check_claims(claims, iss, now)
 
-    def _key(self, iss: str) -> ECKey:
+    def _key(self, iss: str, jwk: Any = None) -> ECKey:
         with self._lock:
             key = self._keys.get(iss)
         if key is not None:
             return key
         pub = self.key_lookup(iss)
+        if pub is None and jwk is not None:  # never cached: only a delegation chain admits it
+            return _embedded_key(jwk, iss)
         if pub is None or pub.id != iss:
             raise _fail("unknown_issuer", "token issuer is not known to this gateway")
         key = pub.jose_key()

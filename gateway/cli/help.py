@@ -77,9 +77,13 @@ streembit-peer acl grant
     streembit-peer acl grant --key owner.key --acl acl.jws --gateway "$GW" \
         --subject alice.key.pub --things front-door --ops readproperty,invokeaction \
         --schedule "mon-fri 07:00-19:00"
+    streembit-peer acl grant --key owner.key --acl acl.jws --gateway "$GW" \
+        --subject alice.key.pub --things front-door --ops invokeaction --delegate 1
 streembit-peer acl revoke
     streembit-peer acl revoke --key owner.key --acl acl.jws --gateway "$GW" \
         --subject alice.key.pub
+    streembit-peer acl revoke --key owner.key --acl acl.jws --gateway "$GW" \
+        --link cleaner.dlg
 streembit-peer acl show
     streembit-peer acl show --acl acl.jws
 streembit-peer acl push
@@ -100,6 +104,8 @@ streembit-peer write
         write -- "$GW" living-room setpoint 21.5
 streembit-peer invoke
     streembit-peer --bootstrap 192.168.1.20:4242 --key alice.key invoke -- "$GW" front-door unlock
+    streembit-peer --bootstrap 192.168.1.20:4242 --key cleaner.key \
+        invoke --delegation cleaner.dlg -- "$GW" front-door unlock
 streembit-peer observe
     streembit-peer --bootstrap 192.168.1.20:4242 --key alice.key \
         observe --count 2 -- "$GW" living-room temperature
@@ -114,6 +120,10 @@ streembit-peer transfer
     streembit-peer transfer --key owner.key --to bob.key.pub -- "$GW"
 streembit-peer discover
     streembit-peer discover --timeout 3
+streembit-peer delegate
+    streembit-peer delegate --key alice.key --gateway "$GW" --to cleaner.key.pub \
+        --things front-door --ops invokeaction --schedule "tue 09:00-12:00" --uses 4 \
+        --exp 2027-03-01T00:00:00Z --out cleaner.dlg
 """
 
 

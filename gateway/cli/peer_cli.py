@@ -115,6 +115,7 @@ def cmd_grant(args: argparse.Namespace) -> int:
         exp=_when(args.not_after, "--not-after"),
         schedule=args.schedule,
         role=args.role,
+        delegate=args.delegate,
     )
     acl = with_grant(acl, grant)
     _save(args, acl)
@@ -128,6 +129,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from gateway.identity.keys import is_id
 
     acl = _load_acl(Path(args.acl), args.gateway)
+    if args.link is not None:
+        return _revoke_link(args, acl)
     subject = args.subject
     if Path(subject).exists():
         subject = load_public(Path(subject)).id
@@ -141,6 +144,24 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _revoke_link(args: argparse.Namespace, acl: Acl) -> int:
+    """`acl revoke --link JTI|CHAIN_FILE`: end one delegation link (the file's last link)."""
+    from gateway.acl.delegation import parse_link
+    from gateway.acl.document import without_link
+    from gateway.acl.model import MAX_NAME_LEN
+    from gateway.cli.delegate import read_chain
+
+    jti = args.link
+    if Path(jti).is_file():
+        jti = parse_link(read_chain(Path(jti))[-1]).jti
+    elif not jti or len(jti) > MAX_NAME_LEN or not jti.isprintable():
+        raise AclError("--link: give a link id (jti) or a chain file", code="acl_malformed")
+    acl = without_link(acl, jti)
+    _save(args, acl)
+    out(args, acl.to_json(), f"{args.acl}: version {acl.version}, revoked link {jti}")
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from gateway.acl import read_acl_unverified
 
@@ -150,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     def human() -> str:
         lines = [f"gateway {acl.gateway}  version {acl.version}  (signature not checked here)"]
         for g in doc.get("grants", []):
-            extra = {k: g[k] for k in ("nbf", "exp", "schedule", "role") if k in g}
+            extra = {k: g[k] for k in ("nbf", "exp", "schedule", "role", "delegate") if k in g}
             lines.append(
                 f"  {g['sub']}: things={','.join(g['things'])} "
                 f"affordances={','.join(g['affordances'])} ops={','.join(sorted(g['ops']))}"
@@ -158,6 +179,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         if doc.get("revoked"):
             lines.append(f"  revoked: {', '.join(doc['revoked'])}")
+        if doc.get("revoked_delegations"):
+            lines.append(f"  revoked links: {', '.join(doc['revoked_delegations'])}")
         return "\n".join(lines)
 
     out(args, doc, human)
@@ -243,8 +266,17 @@ def parser() -> Parser:
             sp.add_argument("--not-after", help="ISO 8601 end of validity")
             sp.add_argument("--schedule", help='weekly schedule, e.g. "mon-fri 08:00-18:00"')
             sp.add_argument("--role", default="user", choices=("user", "admin"))
+            sp.add_argument(
+                "--delegate", type=int, default=0, help="delegation depth allowed (default 0)"
+            )
         else:
-            sp.add_argument("--subject", required=True, help="public key file or id to revoke")
+            which = sp.add_mutually_exclusive_group(required=True)
+            which.add_argument("--subject", help="public key file or id to revoke")
+            which.add_argument(
+                "--link",
+                metavar="JTI|FILE",
+                help="a delegation link to end (its jti, or a chain file: its last link)",
+            )
         sp.set_defaults(func=func)
     sp = acl.add_parser("show", help="print an ACL file")
     add_json(sp)
@@ -257,6 +289,9 @@ def parser() -> Parser:
     add_network_commands(sub, acl)  # node, find, things, read, ...: gateway/cli/peer_net.py
     add_provisioning_commands(sub)  # owner-qr, claim, transfer: gateway/cli/provisioning_peer.py
     add_discover_commands(sub)  # LAN discovery (mDNS): gateway/cli/discover.py
+    from gateway.cli.delegate import add_command as add_delegate_command
+
+    add_delegate_command(sub)  # delegate: sign a delegation link offline (gateway/cli/delegate.py)
     return p
 
 

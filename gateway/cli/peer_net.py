@@ -184,6 +184,11 @@ def _session(
         from gateway.identity import load_keypair
 
         key = load_keypair(Path(args.key))
+        chain: list[str] = []
+        if getattr(args, "delegation", None):  # refused here, before any network traffic
+            from gateway.cli.delegate import read_chain
+
+            chain = read_chain(Path(args.delegation))
 
         from gateway.peer import PeerClient
         from gateway.peer.cache import connect_by_id
@@ -197,6 +202,7 @@ def _session(
                 conn = await connect_by_id(
                     client, args.gateway_id, bootstrap=boot, host=host, cache=cache
                 )
+                conn.delegation = tuple(chain)
 
                 def show(result: Any) -> None:
                     if result is not None or not getattr(args, "streaming", False):
@@ -362,6 +368,12 @@ def add_network_commands(sub: Any, acl_sub: Any) -> None:
             sp.add_argument("input", nargs="?", default=None, metavar="INPUT")
         if name in ("observe", "subscribe"):
             sp.add_argument("--count", type=int, default=0, help="stop after N (default: forever)")
+        sp.add_argument(
+            "--delegation",
+            metavar="FILE",
+            help="a delegation chain you received (`streembit-peer delegate --out`): act on "
+            "its rights instead of a grant of your own",
+        )
         sp.set_defaults(func=_session(action, human), **{SETTLES_GC: True})
 
     sp = net(acl_sub.add_parser("push", help="send a signed ACL to a running gateway (owner)"))

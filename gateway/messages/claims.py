@@ -48,6 +48,24 @@ JTI_BYTES: Final = 16  # 128 random bits: collisions are negligible within a mes
 #: base64url of at least 128 bits (22 chars) and at most 512 bits (86 chars).
 JTI_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22,86}")
 MAX_NAME_LEN: Final = 256  # Thing and affordance names are short identifiers, not payloads
+#: Optional `dlg` claim of an affordance request: the delegation chain the sender presents
+#: (docs/acl.md "Delegation"): 1..4 compact JWS links, first link first. Checked here for shape
+#: only; the gateway verifies every link (gateway.acl.dlg_verify).
+DLG_OPS: Final = frozenset(
+    {
+        "things",
+        "td",
+        "readproperty",
+        "writeproperty",
+        "invokeaction",
+        "observeproperty",
+        "unobserveproperty",
+        "subscribeevent",
+        "unsubscribeevent",
+    }
+)
+MAX_DLG_LINKS: Final = 4
+MAX_DLG_LINK_BYTES: Final = 4096
 
 
 def _is_int(value: Any) -> bool:
@@ -92,6 +110,19 @@ def _check_request(body: Mapping[str, Any]) -> None:
         raise _bad("input", "the compact JWS of the transfer statement for op transfer")
     if op == "punch" and not isinstance(body["input"], dict):
         raise _bad("input", "an object (a hole-punch step) for op punch")
+    if "dlg" in body:
+        _check_dlg(op, body["dlg"])
+
+
+def _check_dlg(op: str, dlg: Any) -> None:
+    if op not in DLG_OPS:
+        raise _bad("dlg", "absent: a delegation chain goes with Thing operations only")
+    if (
+        not isinstance(dlg, list)
+        or not 1 <= len(dlg) <= MAX_DLG_LINKS
+        or not all(isinstance(x, str) and 0 < len(x) <= MAX_DLG_LINK_BYTES for x in dlg)
+    ):
+        raise _bad("dlg", f"a list of 1..{MAX_DLG_LINKS} delegation links (compact JWS)")
 
 
 def _check_reply(body: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ import aiohttp
 from gateway.errors import MessageError
 from gateway.identity import KeyPair, PublicIdentity
 from gateway.messages import Opened, ReplayCache, new_jti, open_sealed, seal
+from gateway.messages.claims import DLG_OPS
 from gateway.peer import wire
 from gateway.peer.errors import (
     PeerConnectionError,
@@ -83,6 +84,9 @@ class PeerConnection:
             path  # how this connection reaches the gateway: direct, mapped, relayed, punched
         )
         self.request_timeout = request_timeout
+        #: The delegation chain (link texts, first first) sent with every Thing operation, for
+        #: a key that holds no grant of its own (docs/acl.md "Delegation"); () for none.
+        self.delegation: tuple[str, ...] = ()
         self._link = link
         self._pending: dict[str, _Pending] = {}
         self._by_digest: dict[str, str] = {}  # frame digest -> jti, for plain refusals
@@ -175,6 +179,8 @@ class PeerConnection:
             body["name"] = name
         if input is not _UNSET:
             body["input"] = input
+        if self.delegation and op in DLG_OPS:
+            body["dlg"] = list(self.delegation)
         jti = new_jti() if jti is None else jti
         limit = self.request_timeout if timeout_s is None else timeout_s
         future = await self._send(body, jti)

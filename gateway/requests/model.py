@@ -32,6 +32,9 @@ class Request:
     input: Any = None
     binding: str = "http"
     request_id: str = ""  # the token's or message's jti, for the audit trail
+    #: the delegation chain presented with the request (link texts, first first; docs/acl.md
+    #: "Delegation"): when set, the chain alone decides, never the subject's own grant
+    chain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

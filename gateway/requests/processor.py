@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.acl import AclStore, Decision, decide
+from gateway.acl.dlg_verify import decide_chain
 from gateway.acl.install import TRANSIENT_OUTCOMES
 from gateway.audit import AuditLog
 from gateway.codes import Code
 from gateway.errors import AclError, AuditError, StreembitError
+from gateway.requests.delegations import Delegations
 from gateway.requests.model import (
     ACL_OP,
     ACTION_OPS,
@@ -68,6 +70,7 @@ class RequestProcessor:
         self.audit = audit
         self.clock = clock
         self.counters: dict[str, int] = {"requests": 0, "denied": 0, "errors": 0}
+        self.delegations = Delegations(acl.gateway_id, acl.state_dir)
 
     # ------------------------------------------------------------------ checks
     def _locate(self, req: Request) -> Outcome | None:
@@ -101,26 +104,43 @@ class RequestProcessor:
 
     def decision(self, req: Request, name: str | None = None) -> Decision:
         """The ACL decision (no audit). `readallproperties` is allowed when at least one property
-        is readable; `_dispatch` then returns only the readable ones."""
-        owner = self.acl.owner
-        args = (self.acl.current, owner.id if owner else None, req.subject, req.thing)
-        op = ACL_OP.get(req.op, req.op)
+        is readable; `_dispatch` then returns only the readable ones. A request with a
+        delegation chain is decided by the chain (verified against the current ACL) alone."""
         now = self.clock()
+        decide_one: Callable[[str], Decision]
+        if req.chain:
+            verified = self.delegations.verify(req, self.acl.current, now)
+            if isinstance(verified, Decision):
+                return verified
+            chain, acl = verified
+            op = ACL_OP.get(req.op, req.op)
+
+            def decide_one(prop: str) -> Decision:
+                return decide_chain(chain, acl, req.thing, prop, op, now)
+
+        else:
+            owner = self.acl.owner
+            args = (self.acl.current, owner.id if owner else None, req.subject, req.thing)
+            op = ACL_OP.get(req.op, req.op)
+
+            def decide_one(prop: str) -> Decision:
+                return decide(*args, prop, op, now)
+
         if req.op == "readallproperties" and name is None:
             thing = self.things[req.thing]
             first: Decision | None = None
             for prop in thing.properties:
-                d = decide(*args, prop, op, now)
+                d = decide_one(prop)
                 if d.allowed:
                     return d
                 first = first or d
             if first is not None:
                 return first
-        return decide(*args, req.name if name is None else name, op, now)
+        return decide_one(req.name if name is None else name)
 
     @staticmethod
     def _refusal(d: Decision) -> Outcome | None:
-        return None if d.allowed else Outcome("forbidden", reason=d.reason, rule=d.rule)
+        return None if d.allowed else Outcome(d.code, reason=d.reason, rule=d.rule)
 
     # ----------------------------------------------------------------- handle
     async def handle(self, req: Request) -> Outcome:
@@ -130,6 +150,8 @@ class RequestProcessor:
         d = self.decision(req) if refusal is None else None
         if refusal is None and d is not None:
             refusal = self._refusal(d)
+        if refusal is None and req.chain:
+            refusal = await self.delegations.use(req, self.acl.current, self.clock())
         if refusal is not None or d is None:
             return await self._finish(req, refusal or Outcome("forbidden"), allowed=False)
         if not self.audit.healthy and not await self.audit.recover():
@@ -150,6 +172,8 @@ class RequestProcessor:
         d = self.decision(req) if refusal is None else None
         if refusal is None and d is not None:
             refusal = self._refusal(d)
+        if refusal is None and req.chain:
+            refusal = await self.delegations.use(req, self.acl.current, self.clock())
         if refusal is not None or d is None:
             return await self._finish(req, refusal or Outcome("forbidden"), allowed=False), None
         thing = self.things[req.thing]
@@ -251,7 +275,8 @@ class RequestProcessor:
         self, req: Request, outcome: Outcome, *, allowed: bool, detail: str = ""
     ) -> Outcome:
         if not outcome.ok:
-            self.counters["denied" if outcome.code == "forbidden" else "errors"] += 1
+            denied = outcome.code == "forbidden" or outcome.code.startswith("delegation_")
+            self.counters["denied" if denied else "errors"] += 1
         rec = request_record(req, outcome, allowed=allowed, detail=detail)
         try:
             await self.audit.append(rec)

@@ -15,6 +15,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +28,9 @@ from joserfc import jwe, jws
 from device_drivers.companion.hub import CompanionHub, Timing
 from device_drivers.errors import StreembitError
 from gateway import jsonsafe
-from gateway.acl import Grant, new_acl, read_acl_unverified, sign_acl, verify_acl, with_grant
+from gateway.acl import Acl, Grant, new_acl, read_acl_unverified, sign_acl, verify_acl, with_grant
+from gateway.acl.delegation import sign_link, split_header
+from gateway.acl.dlg_verify import verify_chain
 from gateway.acl.model import MAX_ACL_BYTES
 from gateway.auth.tokens import TokenVerifier, issue_token
 from gateway.bindings.http.server import HttpBinding
@@ -463,6 +466,35 @@ def _person_input(workdir: Path) -> list[Target]:
     ]
 
 
+# -- delegation chains (docs/acl.md §6) ------------------------------------------------------
+def _delegation() -> Target:
+    gw, alice, cleaner = keypair(21), keypair(22), keypair(23)
+    grant = Grant.for_key(alice.public, things=["front-door"], ops=["invokeaction"], delegate=2)
+    acl = Acl(gateway=gw.id, version=1, iat=NOW, grants=(grant,))
+    one = sign_link(
+        alice,
+        to=cleaner.id,
+        gateway_id=gw.id,
+        things=["front-door"],
+        ops=["invokeaction"],
+        exp=NOW + 3600,
+        depth=1,
+        schedule="tue 09:00-12:00",
+        uses=3,
+        jti="j1",
+        now=NOW,
+    )
+    now = datetime.fromtimestamp(NOW + 60, UTC)
+
+    def parse(text: str) -> object:
+        return verify_chain(
+            split_header(text), acl=acl, gateway_id=gw.id, holder=cleaner.id, now=now
+        )
+
+    seeds = [one.encode(), (one + "~" + one).encode(), b"a.b.c"]
+    return Target("acl/delegation", seeds, _text, parse)
+
+
 def make_targets(work: Path) -> list[Target]:
     """Every target; WORK (a folder) holds the config file and the companion counters."""
     return [
@@ -480,4 +512,5 @@ def make_targets(work: Path) -> list[Target]:
         *_punch(),
         _portmap(),
         *_reach(),
+        _delegation(),
     ]

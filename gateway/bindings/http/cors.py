@@ -27,7 +27,9 @@ API_PREFIXES: Final = (
     "/status/id",
 )
 ALLOW_METHODS: Final = "GET, PUT, POST, HEAD"
-ALLOW_HEADERS: Final = "Authorization, Content-Type, Accept, Last-Event-ID"
+ALLOW_HEADERS: Final = (
+    "Authorization, Content-Type, Accept, Last-Event-ID, Streembit-Delegation"  # acl.md §6
+)
 EXPOSE_HEADERS: Final = "WWW-Authenticate, ETag"
 PREFLIGHT_MAX_AGE_S: Final = 600  # browsers cache a preflight this long (Chromium caps at 2 h)
 

@@ -14,6 +14,10 @@ Routes (TD hrefs are relative to ``{base}/things/{name}/``):
   GET  /things/{t}/events/{e}/sse              subscribeevent, Server-Sent Events
   PUT  /acl                                    install a new owner-signed ACL (the owner only)
   GET  /status, /status.json, /metrics         status page and metrics (status.py), given `ops`
+
+A Thing request may carry a delegation chain in the `Streembit-Delegation` header (links
+separated by "~", docs/acl.md "Delegation"); its bearer token may then prove a key the ACL does
+not know with a `jwk` header, and the chain alone decides (in the request processor).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway import jsonsafe
 from gateway.acl import AclStore
+from gateway.acl.delegation import HTTP_HEADER as DELEGATION_HEADER
+from gateway.acl.delegation import DelegationError, split_header
 from gateway.auth import Principal, TokenVerifier
 from gateway.bindings.http import auditcheck, ownerview, webapp
 from gateway.bindings.http.cors import enable_cors
@@ -130,13 +137,25 @@ class HttpBinding:
             outcome = Outcome("unauthenticated", reason="a bearer token is required")
         else:
             try:
-                return self.verifier.verify(token.strip())
+                embedded = DELEGATION_HEADER in request.headers  # a chain's holder: jwk allowed
+                return self.verifier.verify(token.strip(), embedded_key=embedded)
             except AuthError as exc:
                 outcome = Outcome("unauthenticated", reason=f"{exc.code}: {exc}")
         req = Request(
             subject="-", op=op, thing=request.match_info.get("thing", ""), name=name, binding="http"
         )
         return await self.processor.reject(req, outcome)
+
+    @staticmethod
+    def _chain(request: web.Request) -> tuple[str, ...] | Outcome:
+        """The delegation chain presented in the header (() without one), or the refusal."""
+        value = request.headers.get(DELEGATION_HEADER)
+        if value is None:
+            return ()
+        try:
+            return tuple(split_header(value))
+        except DelegationError as exc:
+            return Outcome.of_error(exc, rule="dlg")
 
     async def _body(self, request: web.Request) -> tuple[bool, Any]:
         """(True, value) for a JSON body (None when empty), (False, Outcome) when refused."""
@@ -157,6 +176,7 @@ class HttpBinding:
         if isinstance(who, Outcome):
             return _error(who)
         value: Any = None
+        chain = self._chain(request)
         req = Request(
             subject=who.id,
             op=op,
@@ -164,12 +184,15 @@ class HttpBinding:
             name=name,
             binding="http",
             request_id=who.jti,
+            chain=() if isinstance(chain, Outcome) else chain,
         )
+        if isinstance(chain, Outcome):
+            return _error(await self.processor.reject(req, chain))
         if body:
             ok, value = await self._body(request)
             if not ok:
                 return _error(await self.processor.reject(req, value))
-            req = Request(req.subject, req.op, req.thing, req.name, value, "http", req.request_id)
+            req = replace(req, input=value)
         outcome = await self.processor.handle(req)
         if not outcome.ok:
             return _error(outcome)
@@ -195,7 +218,11 @@ class HttpBinding:
         who = await self._principal(request, op, name)
         if isinstance(who, Outcome):
             return _error(who)
+        chain = self._chain(request)
         req = Request(who.id, op, request.match_info["thing"], name, None, "http", who.jti)
+        if isinstance(chain, Outcome):
+            return _error(await self.processor.reject(req, chain))
+        req = replace(req, chain=chain)
         outcome, sub = await self.processor.open_stream(req)
         if sub is None:
             return _error(outcome)

@@ -57,6 +57,7 @@ def request_of(msg: Opened) -> Request:
         return Request(msg.sender.id, op, "", "acl", None, BINDING, msg.jti)
     if op in ("claim", "transfer"):  # nor a claim proof or a transfer statement
         return Request(msg.sender.id, op, "", "owner", None, BINDING, msg.jti)
+    dlg = claims.get("dlg")  # shape checked by open_sealed; links verified by the processor
     return Request(
         subject=msg.sender.id,
         op=op,
@@ -65,6 +66,7 @@ def request_of(msg: Opened) -> Request:
         input=claims.get("input"),
         binding=BINDING,
         request_id=msg.jti,
+        chain=tuple(dlg) if isinstance(dlg, list) else (),
     )
 
 

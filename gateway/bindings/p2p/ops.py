@@ -129,12 +129,18 @@ class Operations:
         await self.session.answer(msg, Outcome("ok"), wire.NO_CONTENT)
 
     # -------------------------------------------------------------- metadata
-    def _known(self, subject: str) -> bool:
-        return self.ctx.acl.key_for(subject) is not None
-
-    def _visible(self, subject: str, thing_name: str) -> bool:
+    def _known(self, subject: str, chain: tuple[str, ...] = ()) -> bool:
+        """SUBJECT is in the ACL, or holds the verified delegation CHAIN it presents."""
+        if not chain:
+            return self.ctx.acl.key_for(subject) is not None
         processor = self.ctx.processor
-        if processor.is_owner(subject):
+        req = Request(subject, "things", "", "", binding=admission.BINDING, chain=chain)
+        verified = processor.delegations.verify(req, processor.acl.current, processor.clock())
+        return isinstance(verified, tuple)
+
+    def _visible(self, subject: str, thing_name: str, chain: tuple[str, ...] = ()) -> bool:
+        processor = self.ctx.processor
+        if processor.is_owner(subject) and not chain:
             return True
         thing = processor.things.get(thing_name)
         if thing is None:
@@ -143,26 +149,29 @@ class Operations:
         for kind, ops in _VISIBLE_OPS.items():
             for affordance in tables[kind]:
                 for op in ops:
-                    req = Request(subject, op, thing_name, affordance, binding=admission.BINDING)
+                    req = Request(
+                        subject, op, thing_name, affordance, binding=admission.BINDING, chain=chain
+                    )
                     if processor.decision(req).allowed:
                         return True
         return False
 
     async def _things(self, msg: Opened) -> None:
-        subject = msg.sender.id
-        if not self._known(subject):
+        subject, chain = msg.sender.id, admission.request_of(msg).chain
+        if not self._known(subject, chain):
             await self._refuse(msg, Outcome("forbidden", reason="not a known peer", rule="none"))
             return
         listing: list[dict[str, Any]] = [
             {"name": name, "title": td.get("title", name), "id": td.get("id")}
             for name, td in self.ctx.tds().items()
-            if self._visible(subject, name)
+            if self._visible(subject, name, chain)
         ]
         await self.session.answer(msg, Outcome("ok", output=listing), wire.OK)
 
     async def _td(self, msg: Opened) -> None:
         subject, key = msg.sender.id, msg.claims["thing"]
-        if not self._known(subject):
+        chain = admission.request_of(msg).chain
+        if not self._known(subject, chain):
             await self._refuse(msg, Outcome("forbidden", reason="not a known peer", rule="none"))
             return
         tds = self.ctx.tds()
@@ -170,7 +179,7 @@ class Operations:
         if name is None:
             reason = f"no Thing {clean(key, 64)!r}"
             await self._refuse(msg, Outcome("unknown_thing", reason=reason))
-        elif not self._visible(subject, name):
+        elif not self._visible(subject, name, chain):
             await self._refuse(msg, Outcome("forbidden", reason="thing not granted"))
         else:
             await self.session.answer(msg, Outcome("ok", output=tds[name]), wire.OK)

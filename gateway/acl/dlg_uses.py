@@ -1,0 +1,60 @@
+"""Use counts of delegation links with a ``uses`` limit, in SQLite in the state folder.
+
+A use is counted at decision time, when the decision allows the request (before the device
+is driven): one transaction checks and increments every limited link of the chain, so a
+chain is never used past the smallest remaining count, and a refused use counts nothing.
+Counts are keyed by the link's digest (SHA-256 of its text), which no one can forge.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from gateway.acl.delegation import Chain, _err
+from gateway.codes import Code
+
+DB_NAME = "delegation-uses.sqlite3"
+
+
+class UseCounter:
+    """Persistent per-link use counts; `consume` raises DelegationError(delegation_used_up)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = Path(state_dir) / DB_NAME
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS uses (link TEXT PRIMARY KEY, n INTEGER)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self._path, timeout=5, isolation_level=None)
+
+    def used(self, link_digest: str) -> int:
+        with self._lock, self._connect() as db:
+            row = db.execute("SELECT n FROM uses WHERE link = ?", (link_digest,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def consume(self, chain: Chain) -> None:
+        """Count one use on every limited link, or none if one of them is used up."""
+        limited = [(link.digest, link.uses) for link in chain.links if link.uses is not None]
+        if not limited:
+            return
+        with self._lock:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for key, limit in limited:
+                    row = db.execute("SELECT n FROM uses WHERE link = ?", (key,)).fetchone()
+                    n = int(row[0]) if row else 0
+                    if n >= limit:
+                        db.execute("ROLLBACK")
+                        raise _err(Code.DELEGATION_USED_UP, "a link's use count is exhausted")
+                    db.execute(
+                        "INSERT INTO uses (link, n) VALUES (?, 1) "
+                        "ON CONFLICT(link) DO UPDATE SET n = n + 1",
+                        (key,),
+                    )
+                db.execute("COMMIT")
+            finally:
+                db.close()
