@@ -19,6 +19,7 @@ revoked or removed issuer ends every chain through it at once. Checks and codes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -50,6 +51,7 @@ MAX_INT: Final = 2**53 - 1
 MAX_LIST: Final = 64
 MAX_USES: Final = 1_000_000
 ROOT_PREFIX: Final = "streembit-dlg-root:"
+PARSE_CACHE: Final = 1024  # parsed links kept (each <= 4 KiB): a chain is parsed once, not per use
 _LIMITS: Final = JsonLimits(max_bytes=MAX_LINK_BYTES, max_depth=4)
 _HEADER_KEYS: Final = frozenset({"alg", "typ", "jwk"})
 _REQUIRED: Final = ("iss", "sub", "aud", "iat", "exp", "jti", "prev", "things", "ops", "depth")
@@ -182,7 +184,15 @@ def _names(v: Any, label: str) -> tuple[str, ...]:
 
 
 def parse_link(text: object) -> Link:
-    """Parse one link's structure (no signature or chain check); DelegationError if malformed."""
+    """Parse one link's structure (no signature or chain check); DelegationError if malformed.
+    Pure in TEXT, so a link presented again (every request of a chain) is parsed once."""
+    if not isinstance(text, str):
+        raise _err(Code.DELEGATION_MALFORMED, f"a link is ASCII text of <= {MAX_LINK_BYTES} bytes")
+    return _parse_link(text)
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE)
+def _parse_link(text: str) -> Link:
     if not isinstance(text, str) or not text.isascii() or len(text) > MAX_LINK_BYTES:
         raise _err(Code.DELEGATION_MALFORMED, f"a link is ASCII text of <= {MAX_LINK_BYTES} bytes")
     if text.count(".") != 2:
