@@ -177,7 +177,7 @@ def run_in_namespace(job: dict[str, Any]) -> dict[str, Any]:
 def test_the_readme_walkthrough_runs_as_written() -> None:
     section = try_it_section(README.read_text(encoding="utf-8"))
     blocks = shell_blocks(section)
-    assert len(blocks) == 3, "Try it: the HTTP block, the P2P block, the revocation block"
+    assert len(blocks) == 4, "Try it: the HTTP, P2P, revocation and delegation blocks"
     cmds = [c for block in blocks for c in commands(block)]
     res = run_in_namespace({"demo": demo_args(section), "script": script(cmds)})
     assert res["ready"], res["demo_out"] + res["demo_err"]
@@ -243,6 +243,11 @@ def test_the_readme_walkthrough_runs_as_written() -> None:
     assert ID_RE.match(alice), log
     mine = [ln for ln in audit.splitlines() if alice[:12] in ln]
     assert any(" ALLOW " in ln for ln in mine) and any(" DENY " in ln for ln in mine), audit
+
+    # delegation: Alice re-granted with a depth, her offline link lets the cleaner lock
+    assert "version 3" in step("streembit-peer acl grant", 1).out, log
+    assert "1 link(s)" in step("streembit-peer delegate").out, log
+    assert json.loads(step("streembit-peer $B --key cleaner.key invoke").out) == "locked", log
 
     # the demo said it was provisioned, and stopped cleanly
     assert "not provisioned yet" in res["demo_out"], res["demo_out"]
