@@ -197,10 +197,21 @@ async def test_a_malformed_header_and_a_jwk_token_without_a_chain(delegated: Run
     async with r.http.post(url, headers=headers) as resp:
         assert (resp.status, (await resp.json())["error"]) == (400, "delegation_malformed")
     token = issue_token(w.stranger, audience=w.gw_key.id, embed_key=True)
-    async with r.http.post(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-        body = await resp.json()
-        assert (resp.status, body["error"]) == (401, "unauthenticated")
-        assert "unknown_issuer" in body["reason"]
+    chained = {"Authorization": f"Bearer {token}", HTTP_HEADER: _link(w, w.user, w.stranger)}
+    for headers in (
+        {"Authorization": f"Bearer {token}"},
+        chained,
+        {"Authorization": f"Bearer {token}"},
+    ):
+        async with r.http.post(url, headers=headers) as resp:  # the cache keeps them apart
+            if HTTP_HEADER in headers:
+                assert resp.status == 200
+                continue
+            body = await resp.json()
+            assert (resp.status, body["error"]) == (401, "unauthenticated")
+            assert "unknown_issuer" in body["reason"]
+    async with r.http.post(f"{r.url}/things/{DOOR}/actions/lock", headers=chained) as resp:
+        assert resp.status == 200
     # a jwk that is not the issuer's key is refused even with a chain
     other = issue_token(generate_keypair(), audience=w.gw_key.id, embed_key=True)
     forged = ".".join([other.split(".")[0], *token.split(".")[1:]])

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from joserfc import jws
@@ -53,6 +53,7 @@ class Principal:
     id: str
     exp: float
     jti: str
+    embedded: bool = False  # proven by the token's own `jwk` (a delegation chain's holder)
 
 
 def issue_token(
@@ -149,6 +150,8 @@ class TokenVerifier:
         now = self.clock()
         with self._lock:
             cached = self._cache.get(token)
+            if cached is not None and cached.embedded and not embedded_key:
+                cached = None  # only a request presenting a chain may use a token's own key
             if cached is not None:
                 if now < cached.exp + self.leeway:
                     self._cache.move_to_end(token)
@@ -191,29 +194,31 @@ class TokenVerifier:
         kid = header.get("kid", iss)
         if kid != iss or claims.get("sub", iss) != iss:
             raise _fail("bad_format", "token kid and sub must equal iss")
-        key = self._key(iss, header.get("jwk") if embedded_key else None)
+        key, embedded = self._key(iss, header.get("jwk") if embedded_key else None)
         try:
             jws.deserialize_compact(token, key, registry=_REGISTRY)
         except BadSignatureError:
             raise _fail("bad_signature", "token signature does not verify") from None
         except JoseError as exc:
             raise _fail("bad_format", f"token refused: {exc}") from None
-        return self._check_claims(claims, iss, now)
+        principal = self._check_claims(claims, iss, now)
+        return replace(principal, embedded=True) if embedded else principal
 
-    def _key(self, iss: str, jwk: Any = None) -> ECKey:
+    def _key(self, iss: str, jwk: Any = None) -> tuple[ECKey, bool]:
+        """ISS's key, and whether it is the token's own `jwk` (an issuer the ACL does not know)."""
         with self._lock:
             key = self._keys.get(iss)
         if key is not None:
-            return key
+            return key, False
         pub = self.key_lookup(iss)
         if pub is None and jwk is not None:  # never cached: only a delegation chain admits it
-            return _embedded_key(jwk, iss)
+            return _embedded_key(jwk, iss), True
         if pub is None or pub.id != iss:
             raise _fail("unknown_issuer", "token issuer is not known to this gateway")
         key = pub.jose_key()
         with self._lock:
             self._keys[iss] = key
-        return key
+        return key, False
 
     def _check_claims(self, claims: dict[str, Any], iss: str, now: float) -> Principal:
         for name in REQUIRED_CLAIMS:

@@ -1,7 +1,7 @@
 // The phone web app of a Streembit gateway, served by the gateway at /app (same origin: every
 // request goes to the gateway that served the page, through its normal request path; away from
 // home, with the setting on, over the P2P binding instead: ui/away.js).
-// Screens: Key, Things, Owner, Audit, Health (src/ui/). No framework, no inline code.
+// Screens: Key, Things, Pass on, Owner, Audit, Health (src/ui/). No framework, no inline code.
 
 import * as core from "./ui/core.js";
 import { fill, note } from "./ui/dom.js";
@@ -12,8 +12,9 @@ import * as things from "./ui/things.js";
 import * as owner from "./ui/owner.js";
 import * as audit from "./ui/audit.js";
 import * as health from "./ui/health.js";
+import * as pass from "./ui/pass.js";
 
-const SCREENS = { key: keyview, things, owner, audit, health };
+const SCREENS = { key: keyview, things, pass, owner, audit, health };
 const OWNER_ONLY = new Set(["owner", "audit"]);
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +26,8 @@ const ctx = {
   localId: null, // the id of the gateway that served the page (null when unreachable)
   away: null, // the "Away from home" setting (ui/away.js)
   rights: null,
+  chain: null, // the parsed delegation chain this key holds for this gateway (or null)
+  passThing: null, // the Thing a card's "Pass on…" button chose for the Pass on screen
   tds: null,
   cleanup: null,
   paused: null, // the screen a hidden tab stopped (visibilitychange)
@@ -33,7 +36,7 @@ const ctx = {
   async setKey(key) {
     this.key = key;
     this.info = key ? await core.keyInfo(key) : null;
-    connect();
+    await connect();
     this.forgetRights();
     await refreshNav();
     await this.go(key ? "things" : "key", true);
@@ -41,7 +44,7 @@ const ctx = {
   /** Switch between the local network (HTTP) and away from home (P2P). */
   async setAway(settings) {
     this.away = settings;
-    connect();
+    await connect();
     this.forgetRights();
     await refreshNav();
     await this.go(this.key ? "things" : "key", true);
@@ -55,6 +58,14 @@ const ctx = {
     return this.rights;
   },
   forgetRights() { this.rights = null; this.tds = null; },
+  /** Check and keep (TEXT: its links) or forget (null) the chain this key holds; then redraw. */
+  async setChain(text) {
+    if (text) await core.importChain(text, this.key, this.gatewayId);
+    else await core.forgetChain(this.gatewayId);
+    await connect();
+    this.forgetRights();
+    await refreshNav();
+  },
   /** Forget what was loaded (rights, TDs), then redraw the tabs and the current screen. */
   async refresh() {
     this.forgetRights();
@@ -68,15 +79,19 @@ const ctx = {
 };
 
 function roleWords(role) {
-  return { owner: "owner", admin: "admin", user: "guest", peer: "remote" }[role] || (role === null ? "no grant" : "unknown");
+  return { owner: "owner", admin: "admin", user: "guest", peer: "remote", delegated: "access passed on" }[role] || (role === null ? "no grant" : "unknown");
 }
 
-/** (Re)make ctx.gw for the key and the transport the setting chooses. */
-function connect() {
+/** (Re)make ctx.gw for the key, the transport the setting chooses and the chain it holds. */
+async function connect() {
   if (ctx.gw) ctx.gw.close();
   const away = ctx.away && ctx.away.on ? ctx.away : null;
   ctx.gatewayId = away ? away.gatewayId : ctx.localId;
-  ctx.gw = ctx.key && ctx.gatewayId ? new core.Gateway(ctx.key, ctx.gatewayId, away) : null;
+  ctx.chain = null;
+  try {
+    ctx.chain = await core.loadChain(ctx.key, ctx.gatewayId);
+  } catch { /* no readable chain: the key's own rights */ }
+  ctx.gw = ctx.key && ctx.gatewayId ? new core.Gateway(ctx.key, ctx.gatewayId, away, ctx.chain) : null;
   $("gw").textContent = ctx.gatewayId ? `${ctx.gatewayId.slice(0, 8)}…${away ? " (away, P2P)" : ""}` : "";
 }
 
@@ -94,7 +109,8 @@ async function refreshNav() {
   }
   for (const a of document.querySelectorAll("nav a[data-screen]")) {
     const s = a.dataset.screen;
-    a.parentElement.hidden = OWNER_ONLY.has(s) && ctx.role !== "owner";
+    // the owner grants on the Owner screen; "Pass on" is for guests and those they pass on to
+    a.parentElement.hidden = OWNER_ONLY.has(s) ? ctx.role !== "owner" : s === "pass" && ctx.role === "owner";
   }
   $("who").textContent = ctx.info ? `Key ${ctx.info.id.slice(0, 8)}… · ${roleWords(ctx.role)}` : "No key";
 }
@@ -158,7 +174,7 @@ async function boot() {
   }
   ctx.key = key;
   ctx.info = key ? await core.keyInfo(key) : null;
-  connect();
+  await connect();
   await refreshNav();
   window.addEventListener("hashchange", () => go(location.hash.slice(1)));
   await go(location.hash.slice(1) || (key ? "things" : "key"), true);

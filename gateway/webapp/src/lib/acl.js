@@ -23,8 +23,9 @@ export const WILDCARD = "*";
 const MAX_NAME_LEN = 128;
 const MAX_LIST_LEN = 256;
 const MAX_SCHEDULE_LEN = 512;
-const GRANT_KEYS = ["sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role"];
-const ACL_KEYS = ["gateway", "version", "iat", "tz", "grants", "revoked"];
+const GRANT_KEYS = ["sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role", "delegate"];
+const ACL_KEYS = ["gateway", "version", "iat", "tz", "grants", "revoked", "revoked_delegations"];
+export const MAX_DELEGATE = 4; // longest delegation chain a grant may allow (docs/acl.md §6)
 
 /**
  * Grant presets the owner picks from. Both include observeproperty/subscribeevent so the app's
@@ -47,31 +48,50 @@ function minutes(text, spec) {
   return Number(m[1]) * 60 + Number(m[2]);
 }
 
-/** Check a weekly schedule as gateway/acl/model.py `Schedule.parse` does; returns SPEC. */
-export function checkSchedule(spec) {
+/**
+ * Parse a weekly schedule as gateway/acl/model.py `Schedule.parse` does: per weekday (Monday
+ * = 0) the sorted [start, end) minute windows.
+ */
+export function scheduleWindows(spec) {
   if (typeof spec !== "string" || !spec.trim()) throw bad("schedule must be a non-empty string");
   if (spec.length > MAX_SCHEDULE_LEN) throw bad(`schedule longer than ${MAX_SCHEDULE_LEN} characters`);
+  const perDay = DAYS.map(() => []);
   const entries = spec.toLowerCase().split(";").map((e) => e.trim());
   if (entries.length > 1 && !entries[entries.length - 1]) entries.pop();
   for (const entry of entries) {
     const m = /^(\S+)\s+(\S[\s\S]*)$/.exec(entry);
     if (!m) throw bad(`schedule ${spec}: entry "${entry}" is not "DAYS HH:MM-HH:MM"`);
-    if (m[1] !== "daily") {
+    const days = [];
+    if (m[1] === "daily") days.push(0, 1, 2, 3, 4, 5, 6);
+    else {
       for (const part of m[1].split(",")) {
         const [first, last, more] = part.split("-");
-        if (!DAYS.includes(first) || (last !== undefined && !DAYS.includes(last)) || more !== undefined) {
+        const a = DAYS.indexOf(first);
+        const b = last === undefined ? a : DAYS.indexOf(last);
+        if (a < 0 || b < 0 || more !== undefined) {
           throw bad(`schedule ${spec}: ${part} is not a day (mon..sun), a range (mon-fri) or daily`);
         }
+        for (let d = a; ; d = (d + 1) % 7) { days.push(d); if (d === b) break; }
       }
     }
     for (const range of m[2].split(/\s*,\s*|\s+/)) {
       const [a, b, more] = range.split("-");
       if (b === undefined || more !== undefined) throw bad(`schedule ${spec}: ${range} is not a range HH:MM-HH:MM`);
-      if (minutes(a, spec) >= minutes(b, spec)) {
+      const start = minutes(a, spec);
+      const end = minutes(b, spec);
+      if (start >= end) {
         throw bad(`schedule ${spec}: ${range} ends before it starts; write overnight windows as two entries (fri 22:00-24:00; sat 00:00-06:00)`);
       }
+      for (const d of days) perDay[d].push([start, end]);
     }
   }
+  if (!perDay.some((w) => w.length)) throw bad(`schedule ${spec}: no time window`);
+  return perDay.map((w) => w.sort((x, y) => x[0] - y[0] || x[1] - y[1]));
+}
+
+/** Check a weekly schedule as gateway/acl/model.py `Schedule.parse` does; returns SPEC. */
+export function checkSchedule(spec) {
+  scheduleWindows(spec);
   return spec;
 }
 
@@ -118,6 +138,9 @@ export function checkGrant(g) {
   if (g.exp != null) out.exp = unixTime(g.exp, "grant exp");
   if (out.nbf !== undefined && out.exp !== undefined && out.exp <= out.nbf) throw bad("grant exp must be after nbf");
   if (g.schedule != null) out.schedule = checkSchedule(g.schedule);
+  const delegate = g.delegate ?? 0;
+  if (!isInt(delegate) || delegate < 0 || delegate > MAX_DELEGATE) throw bad(`grant delegate must be an integer 0..${MAX_DELEGATE}`);
+  if (delegate) out.delegate = delegate; // not written when 0, as Grant.to_json
   return out;
 }
 
@@ -145,6 +168,9 @@ export function checkAcl(acl) {
     }
     out.tz = acl.tz;
   }
+  const dlg = acl.revoked_delegations ?? [];
+  if (!Array.isArray(dlg) || !dlg.every((r) => typeof r === "string")) throw bad("ACL revoked_delegations must be a list of link ids (jti)");
+  if (dlg.length) out.revoked_delegations = [...new Set(dlg)].sort();
   return out;
 }
 

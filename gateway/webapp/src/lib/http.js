@@ -6,6 +6,7 @@
 // Authorization header. The text/event-stream is parsed here with bounded buffers.
 
 import { makeToken, tokenSource } from "./tokens.js";
+import { HTTP_HEADER as DLG_HEADER, SEPARATOR as DLG_SEPARATOR } from "./delegation.js";
 
 export const REQUEST_TIMEOUT_MS = 15_000;
 export const MAX_SSE_LINE = 64 * 1024; // one SSE line (a JSON value of a property)
@@ -46,18 +47,24 @@ async function errorOf(resp) {
 const seg = (s) => encodeURIComponent(s);
 
 export class GatewayHttp {
-  /** BASEURL: e.g. "http://192.168.1.20:8080" (or location.origin); KEY: a key handle. */
-  constructor(baseUrl, key, gatewayId, { tokenTtl = 60, fetchImpl } = {}) {
+  /**
+   * BASEURL: e.g. "http://192.168.1.20:8080" (or location.origin); KEY: a key handle.
+   * DELEGATION: a chain of links (first link first) sent with every Thing request in the
+   * Streembit-Delegation header, the token then carrying this key's public key (docs/acl.md §6.5).
+   */
+  constructor(baseUrl, key, gatewayId, { tokenTtl = 60, fetchImpl, delegation = null } = {}) {
     this.base = String(baseUrl).replace(/\/+$/, "");
     this.key = key;
     this.gatewayId = gatewayId;
-    this.tokens = tokenSource(key, gatewayId, { ttl: tokenTtl });
+    this.delegation = delegation && delegation.length ? [...delegation] : null;
+    this.tokens = tokenSource(key, gatewayId, { ttl: tokenTtl, embedKey: Boolean(this.delegation) });
     this.fetch = fetchImpl || globalThis.fetch.bind(globalThis);
   }
 
   async _send(method, path, { body, auth = true, token = null, text = null, signal, timeout = REQUEST_TIMEOUT_MS } = {}) {
     const headers = { Accept: "application/json" };
     if (auth) headers.Authorization = `Bearer ${token || (await this.tokens.get())}`;
+    if (auth && this.delegation && path.startsWith("/things/")) headers[DLG_HEADER] = this.delegation.join(DLG_SEPARATOR);
     let payload;
     if (text !== null) {
       payload = text;
@@ -145,7 +152,7 @@ export class GatewayHttp {
         const link = () => once.abort();
         ctrl.signal.addEventListener("abort", link, { once: true });
         try {
-          const token = await makeToken(this.key, { gatewayId: this.gatewayId, ttl: STREAM_TOKEN_TTL_S });
+          const token = await makeToken(this.key, { gatewayId: this.gatewayId, ttl: STREAM_TOKEN_TTL_S, embedKey: Boolean(this.delegation) });
           const resp = await this._send("GET", path, { token, signal: once.signal, timeout: 0 });
           if (!resp.ok) {
             const err = await errorOf(resp);

@@ -14,7 +14,7 @@
 import { GatewayError } from "./http.js";
 import { keyId } from "./keys.js";
 import { LibError, b64uEncode, subtle, utf8 } from "./util.js";
-import { ReplayCache, newJti, openSealed, seal } from "./sealed.js";
+import { DLG_OPS, ReplayCache, newJti, openSealed, seal } from "./sealed.js";
 import { findGateway } from "./find.js";
 
 export const REQUEST_TIMEOUT_MS = 10_000; // the gateway answers in ms; a lock needs ~1 s
@@ -105,8 +105,10 @@ export class P2PConnection {
     return new P2PConnection(won.ws, key, gatewayJwk, gatewayId, won.url, opts);
   }
 
-  constructor(ws, key, gatewayJwk, gatewayId, url, { requestTimeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+  constructor(ws, key, gatewayJwk, gatewayId, url, { requestTimeoutMs = REQUEST_TIMEOUT_MS, delegation = null } = {}) {
     this.ws = ws;
+    /** A delegation chain (links, first first) sent as claim `dlg` with every Thing operation. */
+    this.delegation = delegation && delegation.length ? [...delegation] : null;
     this.key = key;
     this.gatewayJwk = gatewayJwk;
     this.gatewayId = gatewayId;
@@ -138,6 +140,7 @@ export class P2PConnection {
     if (thing !== undefined) body.thing = thing;
     if (name !== undefined) body.name = name;
     if (input !== undefined) body.input = input;
+    if (this.delegation && DLG_OPS.includes(op)) body.dlg = this.delegation;
     const id = jti || newJti();
     let frame;
     try {
@@ -286,11 +289,12 @@ const unsupported = (what) => Promise.reject(new GatewayError(0, "unsupported_op
  * where the protocol has the operation; the others refuse with unsupported_op.
  */
 export class GatewayP2P {
-  constructor(key, gatewayId, { lookup = [], WebSocketImpl, requestTimeoutMs, connectTimeoutMs, lookupTimeoutMs } = {}) {
+  constructor(key, gatewayId, { lookup = [], WebSocketImpl, requestTimeoutMs, connectTimeoutMs, lookupTimeoutMs, delegation = null } = {}) {
     this.key = key;
     this.gatewayId = gatewayId;
     this.lookup = lookup;
-    this.opts = { WebSocketImpl, requestTimeoutMs, timeoutMs: connectTimeoutMs };
+    this.delegation = delegation && delegation.length ? [...delegation] : null; // claim `dlg`
+    this.opts = { WebSocketImpl, requestTimeoutMs, timeoutMs: connectTimeoutMs, delegation: this.delegation };
     this.lookupOpts = { WebSocketImpl, timeoutMs: lookupTimeoutMs };
     this.record = null; // the verified contact record of the last connection
     this.conn = null;

@@ -31,6 +31,10 @@ const JWE_MEMBERS = ["alg", "enc", "epk", "kid", "cty", "apu", "apv"];
 const JWS_MEMBERS = ["alg", "typ", "jwk", "kid"];
 const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 const JTI = /^[A-Za-z0-9_-]{22,86}$/;
+/** Ops that may carry the optional `dlg` claim, a delegation chain (claims.py DLG_OPS). */
+export const DLG_OPS = ["things", "td", "readproperty", "writeproperty", "invokeaction", "observeproperty", "unobserveproperty", "subscribeevent", "unsubscribeevent"];
+const MAX_DLG_LINKS = 4;
+const MAX_DLG_LINK_BYTES = 4096;
 const MAX_NAME_LEN = 256;
 
 export const newJti = () => randomB64u(16);
@@ -67,6 +71,13 @@ export function checkBody(typ, body) {
     for (const f of OPS[op]) if (f === "input") need(body, "input"); else nameField(body, f);
     if ((op === "aclpush" || op === "transfer") && typeof body.input !== "string") throw badField("input", `a compact JWS for op ${op}`);
     if (op === "punch" && !isObject(body.input)) throw badField("input", "an object for op punch");
+    if ("dlg" in body) {
+      if (!DLG_OPS.includes(op)) throw badField("dlg", "absent: a delegation chain goes with Thing operations only");
+      const d = body.dlg;
+      if (!Array.isArray(d) || !d.length || d.length > MAX_DLG_LINKS || !d.every((x) => typeof x === "string" && x && x.length <= MAX_DLG_LINK_BYTES)) {
+        throw badField("dlg", `a list of 1..${MAX_DLG_LINKS} delegation links (compact JWS)`);
+      }
+    }
   } else if (typ === "reply") {
     checkJti(need(body, "re"), "re");
     const status = need(body, "status");

@@ -52,3 +52,25 @@ export function idbStore(dbName = DB_NAME) {
     delete: (name) => run("readwrite", (s) => s.delete(name)),
   };
 }
+
+// ----------------------------------------------------------------- received chains
+// A delegation chain this key received (docs/acl.md §6), kept per gateway: record
+// "dlg:GATEWAY_ID" -> {v: 1, links: [LINK, ...] (first link first), saved: unix seconds}.
+// Links are signed statements, not secrets: a chain is useless without this key.
+const chainName = (gatewayId) => `dlg:${gatewayId}`;
+
+/** The links of the chain kept for GATEWAYID, or null. */
+export async function getChain(store, gatewayId) {
+  const rec = await store.get(chainName(gatewayId));
+  return rec && rec.v === 1 && Array.isArray(rec.links) && rec.links.length ? [...rec.links] : null;
+}
+
+/** Keep LINKS (checked by the caller: delegation.js readChain) for GATEWAYID. */
+export async function putChain(store, gatewayId, links) {
+  await store.put(chainName(gatewayId), { v: 1, links: [...links], saved: Math.floor(Date.now() / 1000) });
+}
+
+/** Forget the chain kept for GATEWAYID. */
+export async function deleteChain(store, gatewayId) {
+  await store.delete(chainName(gatewayId));
+}

@@ -2,7 +2,8 @@
 // a change of a library signature is fixed in this file only.
 
 import * as keys from "../lib/keys.js";
-import { idbStore } from "../lib/store.js";
+import { deleteChain, getChain, idbStore, putChain } from "../lib/store.js";
+import * as dlg from "../lib/delegation.js";
 import * as acl from "../lib/acl.js";
 import { GatewayError, GatewayHttp } from "../lib/http.js";
 import { GatewayP2P } from "../lib/p2p.js";
@@ -89,13 +90,16 @@ export function saveAwaySettings({ on, gatewayId, lookup }) {
  * default, on the gateway's network), or P2P through a lookup peer when AWAY.on.
  */
 export class Gateway {
-  constructor(key, id, away = null) {
+  /** CHAIN: the parsed links of a delegation chain this key holds (readChain), or null. */
+  constructor(key, id, away = null, chain = null) {
     this.key = key;
     this.id = id;
     this.away = Boolean(away && away.on);
+    this.chain = chain && chain.length ? chain : null;
+    const delegation = this.chain ? this.chain.map((l) => l.text) : null;
     this.http = this.away
-      ? new GatewayP2P(key, id, { lookup: [away.lookup] })
-      : new GatewayHttp(globalThis.location.origin, key, id);
+      ? new GatewayP2P(key, id, { lookup: [away.lookup], delegation })
+      : new GatewayHttp(globalThis.location.origin, key, id, { delegation });
   }
 
   /** How this handle reaches the gateway, in words. */
@@ -117,8 +121,14 @@ export class Gateway {
   status() { return this.http.status(); }
   audit(params) { return this.http.audit(params); }
   putAcl(jws) { return this.http.putAcl(jws); }
-  /** What this key may do now: GET /acl/mine. */
-  mine() { return this.http.mine(); }
+  /**
+   * What this key may do now: GET /acl/mine; with a chain, what its last link allows on the
+   * gateway's Things (role "delegated"; the gateway decides every request with the chain).
+   */
+  async mine() {
+    if (!this.chain) return this.http.mine();
+    return dlg.chainRights(this.chain, await this.things(), this.key.id);
+  }
 
   /** The installed ACL to edit, its owner signature checked with this (owner) key. */
   async editableAcl() {
@@ -135,3 +145,31 @@ export const withGrant = (doc, grant) => acl.withGrant(doc, grant);
 export const withoutSubject = (doc, sub) => acl.withoutSubject(doc, sub);
 export const checkSchedule = (spec) => acl.checkSchedule(spec);
 export const signAcl = (key, doc) => acl.signAcl(key, doc);
+
+// ------------------------------------------------------------ passing access on
+export const { grantBound, linkBound, summary: chainSummary, MAX_LIFETIME_S, SEPARATOR } = dlg;
+
+/** The chain this key holds for gateway GATEWAYID (parsed and checked again), or null. */
+export async function loadChain(key, gatewayId) {
+  const links = key && gatewayId ? await getChain(store, gatewayId) : null;
+  if (!links) return null;
+  try {
+    return await dlg.readChain(links, { gatewayId, holder: key.id });
+  } catch {
+    return null; // e.g. another key now: the chain is not this key's
+  }
+}
+
+/** Check a chain passed on to KEY (its text: links separated by "~" or lines) and keep it. */
+export async function importChain(text, key, gatewayId) {
+  const links = await dlg.readChain(text, { gatewayId, holder: key.id });
+  const { exp } = dlg.summary(links);
+  if (exp <= Date.now() / 1000) throw new GatewayError(403, "delegation_expired", "this access has already ended");
+  await putChain(store, gatewayId, links.map((l) => l.text));
+  return links;
+}
+
+export const forgetChain = (gatewayId) => deleteChain(store, gatewayId);
+
+/** Sign a link (delegation.js signLink, checked against BOUND first); the new link's text. */
+export const signLink = (key, opts) => dlg.signLink(key, opts);

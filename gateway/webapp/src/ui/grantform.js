@@ -1,6 +1,7 @@
 // The "add a guest" form: public key (paste, or scan with the camera), Things,
-// an operations preset, a validity window and a weekly schedule. Hands ON_GRANT a request
-// {jwk, id, preset, opts: {things, nbf?, exp?, schedule?}}; the owner screen makes the grant
+// an operations preset, a validity window, a weekly schedule and whether the guest may pass it
+// on (`delegate`, docs/acl.md §6). Hands ON_GRANT a request
+// {jwk, id, preset, opts: {things, nbf?, exp?, schedule?, delegate?}}; the owner screen makes the grant
 // with lib/acl.js (presetGrant), signs and pushes it.
 
 import { field, fill, h, note, uid } from "./dom.js";
@@ -23,24 +24,50 @@ export function scheduleSpec(days, from, to) {
   return `${picked.length === 7 ? "daily" : picked.join(",")} ${from}-${end}`;
 }
 
-const unix = (v) => (v ? Math.floor(new Date(v).getTime() / 1000) : null);
+export const unix = (v) => (v ? Math.floor(new Date(v).getTime() / 1000) : null);
 
-/** The form; ON_GRANT(request, out) signs and pushes. THINGS: [{name, title}]; KNOWN: id -> jwk. */
-export function grantForm(things, known, onGrant) {
-  const out = h("div", { class: "messages" });
-  const keyText = h("textarea", { rows: 4, maxlength: 4096, spellcheck: "false", autocomplete: "off", required: true });
+/**
+ * A public key field with its "Scan" button (pieces shared with the "Pass on access" form):
+ * {node, text (the textarea), stop()}. Messages go to OUT.
+ */
+export function keyField(out, { label, hint, scanLabel }) {
+  const text = h("textarea", { rows: 4, maxlength: 4096, spellcheck: "false", autocomplete: "off", required: true });
   const scan = scanner();
   const scanBtn = canScan() ? h("button", {
     type: "button",
     onclick: async () => {
       try {
-        const text = await scan.start();
-        if (text) { keyText.value = text; fill(out, note("ok", "QR code read.")); }
+        const read = await scan.start();
+        if (read) { text.value = read; fill(out, note("ok", "QR code read.")); }
       } catch (err) {
         fill(out, note("error", `Camera unavailable: ${err.message || err}. Paste the key instead.`));
       }
     },
-  }, "Scan the guest's QR code") : h("p", { class: "hint" }, "No camera here: paste the key.");
+  }, scanLabel) : h("p", { class: "hint" }, "No camera here: paste the key.");
+  return { node: [field(label, text, hint), h("div", { class: "row" }, scanBtn), scan.node], text, stop: () => scan.stop(null) };
+}
+
+/** The weekly schedule fieldset: {node, spec()} (spec: null when no day is checked). */
+export function scheduleFields(legend = "Weekly schedule (optional)") {
+  const dayBoxes = DAYS.map(() => h("input", { type: "checkbox", id: uid("d") }));
+  const from = h("input", { type: "time", value: "08:00" });
+  const to = h("input", { type: "time", value: "18:00" });
+  const node = h("fieldset", {}, h("legend", {}, legend),
+    h("div", { class: "days" }, dayBoxes.map((b, i) => h("div", { class: "check" }, b, h("label", { for: b.id }, DAY_WORDS[i])))),
+    h("div", { class: "row" }, field("From", from), field("To", to)),
+    h("p", { class: "hint" }, "No day checked: any day, any time. Schedules are read in the gateway's time zone."));
+  return { node, spec: () => scheduleSpec(dayBoxes.map((b) => b.checked), from.value, to.value) };
+}
+
+/** The form; ON_GRANT(request, out) signs and pushes. THINGS: [{name, title}]; KNOWN: id -> jwk. */
+export function grantForm(things, known, onGrant) {
+  const out = h("div", { class: "messages" });
+  const key = keyField(out, {
+    label: "Guest's public key",
+    hint: "The JSON under their QR code (Key screen of their app), or a PEM public key.",
+    scanLabel: "Scan the guest's QR code",
+  });
+  const keyText = key.text;
 
   const all = h("input", { type: "checkbox", id: uid("all") });
   const boxes = things.map((t) => ({ name: t.name, box: h("input", { type: "checkbox", id: uid("t"), value: t.name }) }));
@@ -60,13 +87,11 @@ export function grantForm(things, known, onGrant) {
   const windowSet = h("fieldset", {}, h("legend", {}, "Valid (optional)"),
     field("From", nbf), field("Until", exp, "Empty: no limit. Times are this device's local time."));
 
-  const dayBoxes = DAYS.map(() => h("input", { type: "checkbox", id: uid("d") }));
-  const from = h("input", { type: "time", value: "08:00" });
-  const to = h("input", { type: "time", value: "18:00" });
-  const schedSet = h("fieldset", {}, h("legend", {}, "Weekly schedule (optional)"),
-    h("div", { class: "days" }, dayBoxes.map((b, i) => h("div", { class: "check" }, b, h("label", { for: b.id }, DAY_WORDS[i])))),
-    h("div", { class: "row" }, field("From", from), field("To", to)),
-    h("p", { class: "hint" }, "No day checked: any day, any time. Schedules are read in the gateway's time zone."));
+  const sched = scheduleFields();
+  const delegate = h("select", {}, ["No", "Yes, one step", "Yes, 2 steps", "Yes, 3 steps", "Yes, 4 steps"]
+    .map((t, i) => h("option", { value: String(i) }, t)));
+  const passSet = field("May pass it on", delegate,
+    "The guest may sign, offline, a narrower right for someone else (e.g. a cleaner), who may pass it on again as many steps as chosen. Revoking the guest ends it all.");
 
   const form = h("form", {
     class: "grant-form",
@@ -84,17 +109,17 @@ export function grantForm(things, known, onGrant) {
         if (x !== null && x <= Date.now() / 1000) throw new Error("'Until' is already past");
         if (n !== null) opts.nbf = n;
         if (x !== null) opts.exp = x;
-        const spec = scheduleSpec(dayBoxes.map((b) => b.checked), from.value, to.value);
+        const spec = sched.spec();
         if (spec) opts.schedule = spec;
+        if (Number(delegate.value) > 0) opts.delegate = Number(delegate.value);
         await onGrant({ id, jwk, preset, opts }, out);
       } catch (err) {
         fill(out, note("error", `Not granted: ${describe(err)}`));
       }
     },
   },
-  field("Guest's public key", keyText, "The JSON under their QR code (Key screen of their app), or a PEM public key."),
-  h("div", { class: "row" }, scanBtn), scan.node,
-  thingSet, presetSet, windowSet, schedSet,
+  key.node,
+  thingSet, presetSet, windowSet, sched.node, passSet,
   h("button", { type: "submit", class: "primary" }, "Grant, sign and push"), out);
-  return { node: form, stop: () => scan.stop(null) };
+  return { node: form, stop: key.stop };
 }

@@ -26,6 +26,7 @@ function grantRow(g, titles, onRevoke) {
     h("p", {}, `${presetOf(g)} — ${things}`),
     valid ? h("p", {}, `Valid ${valid}${expired ? " (expired)" : ""}`) : null,
     g.schedule ? h("p", {}, `Schedule: ${g.schedule}`) : null,
+    g.delegate ? h("p", {}, `May pass it on: ${g.delegate} step(s)`) : null,
     ask, confirm);
 }
 

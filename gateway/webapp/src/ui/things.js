@@ -1,7 +1,7 @@
 // Things screen: the Things this key may use now (from GET /acl/mine), each as a live card;
 // the gateway's other Things are listed by name only, not actionable.
 
-import { fill, h, note } from "./dom.js";
+import { fill, h, note, shortId, when } from "./dom.js";
 import { STREAM_BUDGET, thingCard } from "./cards.js";
 import { describe } from "./words.js";
 
@@ -33,6 +33,11 @@ export async function show(el, ctx) {
   const mine = h("div", { class: "cards" });
   const others = [];
   const streams = { left: STREAM_BUDGET };
+  // "Pass on…" on each card when what this key holds may go further (ui/pass.js)
+  const canPass = ctx.chain ? ctx.chain[ctx.chain.length - 1].depth > 0 : Boolean(rights.grant && rights.grant.delegate > 0);
+  const chain = rights.chain
+    ? note("info", `Access passed on to you by key ${shortId(rights.chain.from[rights.chain.from.length - 1])}, until ${when(rights.chain.exp)}${rights.chain.uses !== null ? `, at most ${rights.chain.uses} uses` : ""} (Pass on screen).`)
+    : null;
   const locksFirst = (td) => (rights.things?.[tdName(td)]?.type === "lock" ? 0 : 1);
   for (const td of [...tds].sort((a, b) => locksFirst(a) - locksFirst(b))) {
     const name = tdName(td);
@@ -40,12 +45,16 @@ export async function show(el, ctx) {
     if (r) {
       const card = thingCard(name, td, r, ctx.gw, streams);
       cards.push(card);
+      if (canPass) {
+        card.node.append(h("button", { type: "button", class: "pass-on", onclick: () => { ctx.passThing = name; ctx.go("pass"); } }, "Pass on…"));
+      }
       mine.append(card.node);
     } else {
       others.push(td.title || name);
     }
   }
   fill(el,
+    chain,
     cards.length ? mine : note("info", ctx.roleWords() === "no grant"
       ? "This key has no grant on this gateway yet: show your key to the owner (Key screen)."
       : "This key may use no Thing right now (outside its validity window or schedule?)."),

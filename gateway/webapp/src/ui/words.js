@@ -36,6 +36,17 @@ const CODES = {
   record_expired: "The gateway's address record has expired: is the gateway running?",
   record_wrong_dht_key: "The lookup peer answered with another gateway's record (refused).",
   record_key_mismatch: "The gateway's address record is not signed by its key (refused).",
+  // access passed on (delegation chains, docs/acl.md §6)
+  delegation_malformed: "The access passed on to this key is damaged or not for this gateway.",
+  delegation_bad_signature: "The access passed on to this key is not signed by the key that passed it on.",
+  delegation_widens: "A step of the access passed on gives more than its giver holds, so it is refused.",
+  delegation_loop: "The access passed on goes back to a key it came from.",
+  delegation_too_deep: "The access has been passed on more times than the owner allows.",
+  delegation_not_allowed: "The owner does not allow this access to be passed on.",
+  delegation_revoked: "The access passed on to this key was revoked (by the owner, or its giver lost access).",
+  delegation_expired: "The access passed on to this key is not valid now (ended, or not started yet).",
+  delegation_wrong_holder: "This access was passed on to another key, not to this one.",
+  delegation_used_up: "The access passed on to this key has been used as many times as allowed.",
   // this browser's side (lib/)
   no_webcrypto: "This page cannot use cryptography here: open it on http://localhost or https.",
   bad_key: "That is not a usable key.",
