@@ -46,7 +46,7 @@ from gateway.text import clean
 log = logging.getLogger(__name__)
 
 SETTLE_TIMEOUT_S: Final = 15.0  # dial-backs (~1 s), a mapping (<= 6 s) and 2 reservations
-FIRST_RESERVATION_S: Final = 6.0  # the ready line waits this long for a relayed address
+FIRST_RESERVATION_S: Final = 6.0  # the ready line waits this long for the relayed addresses
 RECHECK_S: Final = 600.0  # routers reboot, leases and public addresses change
 
 
@@ -228,13 +228,14 @@ class Reach:
         if not await self._find_relays():
             self.state.error = "no relay found through the DHT yet"
             return
-        try:
+        try:  # all the wanted reservations if they come in time, else at least one
             async with asyncio.timeout(FIRST_RESERVATION_S):
-                while not self._reservations.addrs:
+                while len(self._reservations.addrs) < self.config.relays:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            self.state.error = f"no relay reservation within {FIRST_RESERVATION_S:g} s"
+            if not self._reservations.addrs:
+                self.state.error = f"no relay reservation within {FIRST_RESERVATION_S:g} s"
         self.state.relays = list(self._reservations.addrs)
 
     async def _drop_reservations(self) -> None:

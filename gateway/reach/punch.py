@@ -33,7 +33,7 @@ import contextlib
 import errno
 import math
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -474,12 +474,17 @@ class PunchResponder:
 
 
 async def _initiate(
-    exchange: Exchange, observer: Address, local: Address, t: PunchTiming
+    exchange: Exchange,
+    observer: Address,
+    local: Address,
+    t: PunchTiming,
+    also: Sequence[Address] = (),
 ) -> PunchResult:
     loop = asyncio.get_running_loop()
     obs = await _observe(local, observer, t)
     sent = loop.time()
-    answer = await _ask(exchange, encode_message(ConnectMsg((obs.external,))), t)
+    addrs = tuple(dict.fromkeys((*also, obs.external)))[:MAX_ADDRS]  # ALSO first: dialed first
+    answer = await _ask(exchange, encode_message(ConnectMsg(addrs)), t)
     rtt = min(loop.time() - sent, t.max_rtt_s)
     if not isinstance(answer, ConnectMsg):
         raise _fail("the responder did not answer connect with connect")
@@ -519,10 +524,13 @@ async def punch(
     incoming: Mapping[str, Any] | None = None,
     local: Address = ("0.0.0.0", 0),  # noqa: S104
     timing: PunchTiming | None = None,
+    also: Sequence[Address] = (),
 ) -> PunchResult:
     """One DCUtR-like hole punch over EXCHANGE (the relayed session); see the module doc.
 
-    ROLE "initiator": observe, connect/connect (RTT measured), sync, wait RTT/2, dial.
+    ROLE "initiator": observe, connect/connect (RTT measured), sync, wait RTT/2, dial. ALSO
+    (initiator): addresses named before the observed one, e.g. a port the initiator's router
+    maps to LOCAL (the responder dials the first address).
     ROLE "responder": INCOMING is the initiator's connect; observe, answer with connect, dial on
     the sync. Returns the connected socket and the plan; ReachError(punch_failed) otherwise,
     within `timing.deadline_s`."""
@@ -534,7 +542,7 @@ async def punch(
     try:
         async with asyncio.timeout(t.deadline_s):
             if role == "initiator":
-                return await _initiate(exchange, observer, local, t)
+                return await _initiate(exchange, observer, local, t, also)
             return await _respond(exchange, observer, local, t, incoming)
     except TimeoutError:
         raise _fail(f"not done within {t.deadline_s:g} s") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -22,7 +23,8 @@ from gateway.codes import Code
 from gateway.errors import ReachError, StreembitError
 from gateway.reach.link import Link, open_stream_link
 from gateway.reach.observe import Address, format_addr
-from gateway.reach.punch import PunchResponder, PunchTiming, punch
+from gateway.reach.portmap import PortMapper
+from gateway.reach.punch import Exchange, PunchResponder, PunchResult, PunchTiming, punch
 from gateway.requests import Outcome
 from gateway.tasks import TaskOwner
 from gateway.text import clean
@@ -36,6 +38,16 @@ log = logging.getLogger(__name__)
 
 MAX_PUNCHES: Final = 8  # punches in progress at once: each holds a port and dials for seconds
 PUNCH_TTL_S: Final = 30.0  # a responder whose sync never came is forgotten after this long
+MAP_TIMEOUT_S: Final = 7.0  # NAT-PMP (2 s) then UPnP-IGD (4 s) at most, plus a margin
+
+
+def free_tcp_port() -> int:
+    """A TCP port free on every address now (the punch binds it again with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))  # noqa: S104
+        port: int = sock.getsockname()[1]
+        return port
+
 
 Serve = Callable[[Link, str], Awaitable[None]]
 Observers = Callable[[], Sequence[Address]]
@@ -119,9 +131,31 @@ class UpgradeResponder:
         return {"punched": self.punched, "failed": self.failed, "pending": len(self._by_session)}
 
 
-async def upgrade(conn: PeerConnection, *, timing: PunchTiming | None = None) -> bool:
+async def _map(mapper: PortMapper, port: int) -> Address | None:
+    """The external address MAPPER's router forwards to PORT, or None (no mapping method)."""
+    try:
+        async with asyncio.timeout(MAP_TIMEOUT_S):
+            made = await mapper.start([("tcp", port)])
+    except (TimeoutError, StreembitError, OSError) as exc:
+        log.info("no port mapping for a direct link: %s", clean(str(exc), 200))
+        return None
+    return (made[0].external_ip, made[0].external_port)
+
+
+async def upgrade(
+    conn: PeerConnection,
+    *,
+    timing: PunchTiming | None = None,
+    mapper: Callable[[], PortMapper] | None = PortMapper,
+) -> bool:
     """Try to move a relayed CONN onto a punched direct link; True if it moved. Never raises a
-    reachability error: the relayed path goes on working (the reason is logged)."""
+    reachability error: the relayed path goes on working (the reason is logged).
+
+    A plain punch first. If it fails, MAPPER (None: never) asks this peer's router for a port
+    mapping and a second punch runs from the mapped port with the mapped address named first,
+    so a gateway behind a symmetric NAT (which no plain punch reaches from a port-restricted NAT)
+    simply dials it; without a mapping the plain punch is tried once more. The mapping is
+    removed at the end (an open connection stays in the router's connection table)."""
     if conn.path != "relayed" or conn.closed:
         return False
     observer = observer_of(conn.url)
@@ -138,6 +172,40 @@ async def upgrade(conn: PeerConnection, *, timing: PunchTiming | None = None) ->
 
     try:
         result = await punch("initiator", exchange, observer, timing=timing)
+    except (StreembitError, OSError) as exc:
+        log.info("no direct link to the gateway: %s", clean(str(exc), 200))
+        if conn.closed:
+            return False
+        ports = mapper() if mapper is not None else None
+        try:
+            again = await _second_punch(exchange, observer, timing, ports)
+        finally:
+            if ports is not None:
+                await ports.stop()
+        return again is not None and await _adopt(conn, again)
+    return await _adopt(conn, result)
+
+
+async def _second_punch(
+    exchange: Exchange, observer: Address, timing: PunchTiming | None, ports: PortMapper | None
+) -> PunchResult | None:
+    """From a port PORTS maps at this peer's router, the mapped address named first; without a
+    mapping, the plain punch once more. None if it failed too."""
+    port = free_tcp_port()
+    mapped = await _map(ports, port) if ports is not None else None
+    if mapped is not None:
+        log.info("punching again from port %d, mapped at %s", port, format_addr(mapped))
+    local = ("0.0.0.0", port if mapped is not None else 0)  # noqa: S104
+    also = [mapped] if mapped is not None else []
+    try:
+        return await punch("initiator", exchange, observer, local=local, timing=timing, also=also)
+    except (StreembitError, OSError) as exc:
+        log.info("no direct link on the second try either: %s", clean(str(exc), 200))
+        return None
+
+
+async def _adopt(conn: PeerConnection, result: PunchResult) -> bool:
+    try:
         link = await open_stream_link(result.sock)
     except (StreembitError, OSError) as exc:
         log.info("no direct link to the gateway: %s", clean(str(exc), 200))
