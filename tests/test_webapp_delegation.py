@@ -22,8 +22,6 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -44,6 +42,7 @@ from gateway.acl.dlg_verify import verify_chain
 from gateway.identity import KeyPair, generate_keypair
 from gateway.messages import open_sealed
 from tests.helpers import REPO, Running, World
+from tests.webapp_node import Driver
 
 WEBAPP = REPO / "gateway" / "webapp"
 DRIVER = WEBAPP / "test" / "delegation.mjs"
@@ -55,60 +54,9 @@ GW = "vtUM9l7b2OMczorIPUHTLAillHUniJV6TW4yD3UwcbU"
 DOOR = "front-door"
 
 
-# ------------------------------------------------------------------------------ Node side
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None or not (WEBAPP / "node_modules" / "jose" / "package.json").is_file():
-        pytest.fail("needs Node.js >= 18 and `cd gateway/webapp && npm ci`")
-    return node
-
-
-class Driver:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [_node(), str(DRIVER)],
-            cwd=WEBAPP,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.n = 0
-        self.lock = threading.Lock()
-
-    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        with self.lock:
-            self.n += 1
-            self.proc.stdin.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                pytest.fail(f"the Node driver died: {err}")
-            out: dict[str, Any] = json.loads(line)
-            assert out["id"] == self.n
-            return out
-
-    def ok(self, cmd: str, **args: Any) -> Any:
-        out = self.call(cmd, **args)
-        assert "ok" in out, f"{cmd}: {out.get('error')}"
-        return out["ok"]
-
-    def error(self, cmd: str, **args: Any) -> dict[str, Any]:
-        out = self.call(cmd, **args)
-        assert "error" in out, f"{cmd} should have been refused: {out}"
-        return dict(out["error"])
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def js() -> Iterator[Driver]:
-    d = Driver()
+    d = Driver(DRIVER, "jose")
     yield d
     d.close()
 

@@ -13,9 +13,7 @@ import base64
 import filecmp
 import json
 import re
-import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,80 +31,18 @@ from gateway.errors import AclError, AuthError, MessageError
 from gateway.identity import generate_keypair, public_from_jwk, thumbprint, write_keypair
 from gateway.messages import ReplayCache, open_sealed, seal
 from tests.helpers import PEER, REPO, Running, run_cli
+from tests.webapp_node import Driver, node
 
 WEBAPP = REPO / "gateway" / "webapp"
 DRIVER = WEBAPP / "test" / "driver.mjs"
 VECTORS = REPO / "tests" / "vectors"
-INSTALL = (
-    "install Node.js >= 18 and npm (apt-get install nodejs npm), then: cd gateway/webapp && npm ci"
-)
 PASS = "correct horse battery staple"
 NOW = 1767225600  # 2026-01-01T00:00:00Z
 
 
-# ------------------------------------------------------------------------------ Node side
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail(f"node not found: {INSTALL}")
-    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
-    major = int(out.strip().lstrip("v").split(".")[0])
-    if major < 18:
-        pytest.fail(f"node {out.strip()} is too old: {INSTALL}")
-    for pkg in ("jose", "esbuild", "uqr"):
-        if not (WEBAPP / "node_modules" / pkg / "package.json").is_file():
-            pytest.fail(f"npm package {pkg} missing: cd gateway/webapp && npm ci")
-    return node
-
-
-class Driver:
-    """The library in one Node process: call(cmd, **args) -> {"ok": …} or {"error": …}."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [_node(), str(DRIVER)],
-            cwd=WEBAPP,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.n = 0
-        self.lock = threading.Lock()
-
-    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        with self.lock:
-            self.n += 1
-            self.proc.stdin.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                pytest.fail(f"the Node driver died: {err}")
-            out: dict[str, Any] = json.loads(line)
-            assert out["id"] == self.n
-            return out
-
-    def ok(self, cmd: str, **args: Any) -> Any:
-        out = self.call(cmd, **args)
-        assert "ok" in out, f"{cmd}: {out.get('error')}"
-        return out["ok"]
-
-    def code(self, cmd: str, **args: Any) -> str:
-        out = self.call(cmd, **args)
-        assert "error" in out, f"{cmd} should have been refused: {out}"
-        return str(out["error"]["code"])
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def js() -> Iterator[Driver]:
-    d = Driver()
+    d = Driver(DRIVER, "jose", "esbuild", "uqr")
     yield d
     d.close()
 
@@ -604,12 +540,12 @@ async def test_gateway_http_with_js_tokens(js: Driver, running: Running) -> None
 
 # ---------------------------------------------------------------------------------- 6. build
 def test_build_is_reproducible_and_committed_dist_is_current(tmp_path: Path) -> None:
-    node = _node()
+    exe = node("jose", "esbuild", "uqr")
     outs = []
     for n in (1, 2):
         out = tmp_path / f"dist{n}"
         proc = subprocess.run(
-            [node, "build.mjs", "--outdir", str(out)],
+            [exe, "build.mjs", "--outdir", str(out)],
             cwd=WEBAPP,
             capture_output=True,
             text=True,

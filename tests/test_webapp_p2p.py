@@ -28,7 +28,7 @@ from gateway.identity import generate_keypair
 from gateway.p2p.records import make_contact_record, verify_record
 from tests.helpers import GW, PEER, REPO
 from tests.helpers import provision_cli as provision
-from tests.test_webapp_lib import _node
+from tests.webapp_node import node
 
 WEBAPP = REPO / "gateway" / "webapp"
 DRIVER = WEBAPP / "test" / "p2p.mjs"
@@ -40,10 +40,8 @@ class P2PDriver:
     """The P2P library in one Node process; answers are matched by id (they may interleave)."""
 
     def __init__(self) -> None:
-        if not (WEBAPP / "node_modules" / "ws" / "package.json").is_file():
-            pytest.fail("npm package ws missing: cd gateway/webapp && npm ci")
         self.proc = subprocess.Popen(
-            [_node(), str(DRIVER)],
+            [node("jose", "ws"), str(DRIVER)],
             cwd=WEBAPP,
             text=True,
             stdin=subprocess.PIPE,
