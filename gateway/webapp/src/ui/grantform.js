@@ -27,11 +27,11 @@ export function scheduleSpec(days, from, to) {
 export const unix = (v) => (v ? Math.floor(new Date(v).getTime() / 1000) : null);
 
 /**
- * A public key field with its "Scan" button (pieces shared with the "Pass on access" form):
- * {node, text (the textarea), stop()}. Messages go to OUT.
+ * A text field filled by hand or by its "Scan" button (a public key here and in the "Pass on
+ * access" form, an access text there): {node, text (the textarea), stop()}. Messages go to OUT.
  */
-export function keyField(out, { label, hint, scanLabel }) {
-  const text = h("textarea", { rows: 4, maxlength: 4096, spellcheck: "false", autocomplete: "off", required: true });
+export function keyField(out, { label, hint, scanLabel, maxlength = 4096, what = "the key" }) {
+  const text = h("textarea", { rows: 4, maxlength, spellcheck: "false", autocomplete: "off", required: true });
   const scan = scanner();
   const scanBtn = canScan() ? h("button", {
     type: "button",
@@ -40,10 +40,10 @@ export function keyField(out, { label, hint, scanLabel }) {
         const read = await scan.start();
         if (read) { text.value = read; fill(out, note("ok", "QR code read.")); }
       } catch (err) {
-        fill(out, note("error", `Camera unavailable: ${err.message || err}. Paste the key instead.`));
+        fill(out, note("error", `Camera unavailable: ${err.message || err}. Paste ${what} instead.`));
       }
     },
-  }, scanLabel) : h("p", { class: "hint" }, "No camera here: paste the key.");
+  }, scanLabel) : h("p", { class: "hint" }, `No camera here: paste ${what}.`);
   return { node: [field(label, text, hint), h("div", { class: "row" }, scanBtn), scan.node], text, stop: () => scan.stop(null) };
 }
 

@@ -13,7 +13,6 @@ import * as core from "./core.js";
 import { keyField, scheduleFields, unix } from "./grantform.js";
 import { parsePublicKey } from "./pubkey.js";
 import { qrSvg } from "./qr.js";
-import { canScan, scanner } from "./scan.js";
 import { tdName } from "./things.js";
 import { describe } from "./words.js";
 
@@ -82,25 +81,19 @@ function received(ctx, titles, out) {
 }
 
 function importForm(ctx, out) {
-  const text = h("textarea", { rows: 4, maxlength: 4 * 4097, spellcheck: "false", autocomplete: "off", required: true });
-  const scan = scanner();
-  const scanBtn = canScan() ? h("button", {
-    type: "button",
-    onclick: async () => {
-      try {
-        const read = await scan.start();
-        if (read) { text.value = read; fill(out, note("ok", "QR code read.")); }
-      } catch (err) {
-        fill(out, note("error", `Camera unavailable: ${err.message || err}. Paste the text instead.`));
-      }
-    },
-  }, "Scan the access QR code") : null;
+  const access = keyField(out, {
+    label: "Access text",
+    hint: "What the person who passes access on to you shows under their QR code (one or more links separated by ~).",
+    scanLabel: "Scan the access QR code",
+    maxlength: 4 * 4097,
+    what: "the text",
+  });
   const form = h("form", {
     class: "chain-import",
     onsubmit: async (e) => {
       e.preventDefault();
       try {
-        await ctx.setChain(text.value);
+        await ctx.setChain(access.text.value);
         ctx.say("Access received: it is used for this gateway's Things now.");
         await ctx.go("things", true);
       } catch (err) {
@@ -108,10 +101,9 @@ function importForm(ctx, out) {
       }
     },
   },
-  field("Access text", text, "What the person who passes access on to you shows under their QR code (one or more links separated by ~)."),
-  scanBtn ? h("div", { class: "row" }, scanBtn) : null, scan.node,
+  access.node,
   h("button", { type: "submit", class: "primary" }, "Use this access"));
-  return { node: form, stop: () => scan.stop(null) };
+  return { node: form, stop: access.stop };
 }
 
 function passForm(ctx, can, things, out, result) {
