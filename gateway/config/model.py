@@ -244,7 +244,7 @@ class P2pConfig:
         "router port or keep relay reservations when it is not reachable (docs/reach.md)",
     )
     portmap: bool = setting(
-        True, "ask the router for a port mapping (NAT-PMP, UPnP-IGD) when not reachable"
+        True, "ask the router for a port mapping (PCP, NAT-PMP, UPnP-IGD) when not reachable"
     )
     relay: bool = setting(
         True, "relay for gateways behind NAT when this one is publicly reachable (`--no-relay`)"

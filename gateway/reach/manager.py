@@ -5,7 +5,7 @@ At start, after the DHT has joined, `Reach.settle()`:
 1. asks several DHT peers to dial back (`DhtNode.check_reachability`): if they reach the P2P
    port, the gateway is **public**: its DHT runs in full mode, it publishes its observed
    address and (unless `relay = false`) serves as a relay for others;
-2. otherwise, if the router maps a port (NAT-PMP, UPnP-IGD), the gateway is **mapped**: it
+2. otherwise, if the router maps a port (PCP, NAT-PMP, UPnP-IGD), the gateway is **mapped**: it
    publishes the mapped address and renews the lease;
 3. otherwise it is **relayed**: the DHT runs in client mode (nobody adds an address that no one
    can reach), and it keeps reservations at `relays` relays found through the DHT, publishing
@@ -57,7 +57,7 @@ class ReachState:
     mode: str = "local"
     observed: str | None = None  # ip:port the DHT peers see
     mapped: str | None = None  # the router's external ip:port for the P2P port
-    method: str | None = None  # natpmp or upnp
+    method: str | None = None  # pcp, natpmp or upnp
     relays: list[str] = field(default_factory=list)  # relayed connect URLs
     confirmations: int = 0
     error: str | None = None

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_PUNCHES: Final = 8  # punches in progress at once: each holds a port and dials for seconds
 PUNCH_TTL_S: Final = 30.0  # a responder whose sync never came is forgotten after this long
-MAP_TIMEOUT_S: Final = 7.0  # NAT-PMP (2 s) then UPnP-IGD (4 s) at most, plus a margin
+MAP_TIMEOUT_S: Final = 7.0  # PCP or NAT-PMP (2 s: port 5351 once) then UPnP-IGD (4 s), + margin
 
 
 def free_tcp_port() -> int:

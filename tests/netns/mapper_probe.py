@@ -1,6 +1,6 @@
 """Runs `PortMapper` inside a NAT lab home host (tests/test_reach_portmap.py); JSON lines out.
 
-    mapper_probe.py --method natpmp|upnp|auto --tcp PORT --udp PORT [--lease S]
+    mapper_probe.py --method pcp|natpmp|upnp|auto --tcp PORT --udp PORT [--lease S]
 
 Serves a TCP listener (answers "hello" to each connection) and a UDP socket (answers "pong" to
 each datagram) on those ports, maps them, then prints one line:
@@ -81,7 +81,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--method", choices=("auto", "natpmp", "upnp"), default="auto")
+    ap.add_argument("--method", choices=("auto", "pcp", "natpmp", "upnp"), default="auto")
     ap.add_argument("--tcp", type=int, required=True)
     ap.add_argument("--udp", type=int, required=True)
     ap.add_argument("--lease", type=int, default=3600)

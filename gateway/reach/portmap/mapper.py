@@ -1,5 +1,6 @@
-"""`PortMapper`: asks the home router to forward ports (NAT-PMP first, then UPnP-IGD), keeps the
-leases renewed, reports changes, and removes the mappings at stop (docs/reach.md, "Port mapping").
+"""`PortMapper`: asks the home router to forward ports (PCP, then NAT-PMP, then UPnP-IGD), keeps
+the leases renewed, reports changes, and removes the mappings at stop (docs/reach.md, "Port
+mapping").
 
     mapper = PortMapper()
     mappings = await mapper.start([("tcp", 4242), ("udp", 4242)])   # or ReachError
@@ -26,6 +27,7 @@ from gateway.reach.portmap.model import (
     Backend,
     EventKind,
     Mapping,
+    NoAnswer,
     PortmapEvent,
     Proto,
     check_port,
@@ -38,13 +40,14 @@ from gateway.text import clean
 
 log = logging.getLogger(__name__)
 
-Method = Literal["auto", "natpmp", "upnp"]
+Method = Literal["auto", "pcp", "natpmp", "upnp"]
 BackendFactory = Callable[[str | None], Awaitable[Backend]]
 OnChange = Callable[[PortmapEvent], None]
 
-ORDER: Final[tuple[str, ...]] = ("natpmp", "upnp")
+ORDER: Final[tuple[str, ...]] = ("pcp", "natpmp", "upnp")
 # the whole attempt of one method: opening, the external address, every port mapped
 TIMEOUTS_S: Final[dict[str, float]] = {
+    "pcp": 2.0,  # 3 sends in 1.75 s +-10 % (pcp.PCP_TRIES); a LAN router answers in ms
     "natpmp": 2.0,  # 3 sends in 1.75 s (natpmp.NATPMP_TRIES); a LAN router answers in ms
     "upnp": 4.0,  # the SSDP window (1.5 s), the descriptions, then 1-2 SOAP calls per port
 }
@@ -54,6 +57,19 @@ MIN_RENEW_S: Final = 2.0  # a router granting tiny leases is not asked more ofte
 RETRY_INITIAL_S: Final = 1.0  # a failed renewal is retried after this, doubling (jittered) ...
 RETRY_CAP_S: Final = 60.0  # ... up to this (also the pace of re-mapping after a loss)
 MAX_PORTS: Final = 16  # ports one mapper holds
+# not tried after the key got no answer at all: the same UDP port (5351) of the same router,
+# so a silent router costs one 2 s wait, not two (a NAT-PMP-only router answers PCP at once)
+SKIP_AFTER_SILENCE: Final[dict[str, str]] = {"pcp": "natpmp"}
+# methods whose mapping answer names the external address (no separate request before)
+ADDRESS_IN_ANSWER: Final = frozenset({"pcp"})
+
+
+async def _open_pcp(gateway: str | None) -> Backend:
+    from gateway.reach.portmap.pcp import PcpBackend
+
+    if gateway is None:
+        raise unavailable("pcp: no IPv4 default gateway")
+    return await PcpBackend.open(gateway)
 
 
 async def _open_natpmp(gateway: str | None) -> Backend:
@@ -70,13 +86,17 @@ async def _open_upnp(gateway: str | None) -> Backend:
     return await UpnpBackend.open(gateway)
 
 
-FACTORIES: Final[dict[str, BackendFactory]] = {"natpmp": _open_natpmp, "upnp": _open_upnp}
+FACTORIES: Final[dict[str, BackendFactory]] = {
+    "pcp": _open_pcp,
+    "natpmp": _open_natpmp,
+    "upnp": _open_upnp,
+}
 
 
 class PortMapper:
     """Port mappings at the default gateway; see the module docstring. METHOD forces one method
-    ("auto": NAT-PMP, then UPnP-IGD); GATEWAY overrides the default route's; FACTORIES lets
-    tests put fake routers in place."""
+    ("auto": those of ORDER that FACTORIES has: PCP, NAT-PMP, then UPnP-IGD); GATEWAY overrides
+    the default route's; FACTORIES lets tests put fake routers in place."""
 
     def __init__(
         self,
@@ -87,17 +107,19 @@ class PortMapper:
         factories: Map[str, BackendFactory] | None = None,
     ) -> None:
         if method not in ("auto", *ORDER):
-            raise ValueError(f"method {method!r}: auto, natpmp or upnp")
+            raise ValueError(f"method {method!r}: auto, {', '.join(ORDER)}")
         if not 1 <= lease_s <= 7 * 24 * 3600:
             raise ValueError("lease_s: 1 s to a week")
-        self.order: tuple[str, ...] = ORDER if method == "auto" else (method,)
+        self._factories = dict(FACTORIES if factories is None else factories)
+        self.order: tuple[str, ...] = (
+            tuple(m for m in ORDER if m in self._factories) if method == "auto" else (method,)
+        )
         self.lease_s = lease_s
         self.on_change: list[OnChange] = []
         self.renewals = 0
         self.failures = 0
         self.last_error: str | None = None
         self._gateway = gateway
-        self._factories = dict(FACTORIES if factories is None else factories)
         self._tasks = TaskOwner("portmap")
         self._backend: Backend | None = None
         self._method: str | None = None
@@ -117,23 +139,36 @@ class PortMapper:
         if self._gateway is None:
             self._gateway = await default_gateway()
         started = time.monotonic()
+        try:
+            await self._establish_first(wanted)
+        except ReachError as exc:
+            log.info("no port mapping: %s", exc)
+            raise
+        took = time.monotonic() - started
+        log.info("port mapping by %s: %s (%.2f s)", self._method, self._describe(), took)
+        self._tasks.keep_running(self._maintain, name="portmap-renew", backoff=Backoff())
+        return list(self._mappings)
+
+    async def _establish_first(self, wanted: list[tuple[Proto, int]]) -> None:
+        """The first method of the order that maps WANTED; else ReachError PORTMAP_REFUSED (a
+        router answered but refused) or PORTMAP_UNAVAILABLE, one reason per method."""
         reasons: list[str] = []
         refused_by_router = False
+        skip: dict[str, str] = {}
         for method in self.order:
+            if method in skip:
+                reasons.append(f"{method}: not tried ({skip[method]} got no answer on its port)")
+                continue
             try:
                 await self._establish(method, wanted)
+                return
             except ReachError as exc:
                 reasons.append(clean(str(exc), 200))
                 refused_by_router |= exc.code == Code.PORTMAP_REFUSED
-                continue
-            took = time.monotonic() - started
-            log.info("port mapping by %s: %s (%.2f s)", method, self._describe(), took)
-            self._tasks.keep_running(self._maintain, name="portmap-renew", backoff=Backoff())
-            return list(self._mappings)
+                if isinstance(exc, NoAnswer) and method in SKIP_AFTER_SILENCE:
+                    skip[SKIP_AFTER_SILENCE[method]] = method
         code = Code.PORTMAP_REFUSED if refused_by_router else Code.PORTMAP_UNAVAILABLE
-        message = "; ".join(reasons) or "no mapping method"
-        log.info("no port mapping: %s", message)
-        raise ReachError(message, code=code)
+        raise ReachError("; ".join(reasons) or "no mapping method", code=code)
 
     async def _establish(self, method: str, wanted: list[tuple[Proto, int]]) -> None:
         """Open METHOD's backend and map WANTED, all within its timeout; on failure nothing
@@ -144,38 +179,42 @@ class PortMapper:
         try:
             async with asyncio.timeout(timeout):
                 backend = await self._factories[method](self._gateway)
-                made = await self._map_all(backend, [(p, i, i) for p, i in wanted])
+                await self._map_all(backend, [(p, i, i) for p, i in wanted], made)
         except BaseException as exc:
             if backend is not None:
                 await _release(backend, made)
             if isinstance(exc, TimeoutError):
-                raise unavailable(f"{method}: no answer within {timeout:g} s") from None
+                raise NoAnswer(f"{method}: no answer within {timeout:g} s") from None
             if isinstance(exc, OSError):
                 raise unavailable(f"{method}: {describe(exc)}") from None
             raise
         self._adopt(backend, made)
 
     async def _map_all(
-        self, backend: Backend, ports: list[tuple[Proto, int, int]]
-    ) -> list[Mapping]:
-        ip = check_public(await backend.external_address(), backend.method)
-        made: list[Mapping] = []
+        self, backend: Backend, ports: list[tuple[Proto, int, int]], made: list[Mapping]
+    ) -> None:
+        """Map PORTS, appending each mapping to MADE as soon as it exists (so that a failure
+        midway leaves the caller what to remove). The external address is asked for first, or
+        (ADDRESS_IN_ANSWER) comes with each mapping; either way it must be public."""
+        method = backend.method
+        ip: str | None = None
+        if method not in ADDRESS_IN_ANSWER:
+            ip = check_public(await backend.external_address(), method)
         now = time.time()
         for proto, internal, external in ports:
             granted = await backend.map(proto, internal, external, self.lease_s)
             expires = now + granted.lifetime_s if granted.lifetime_s else math.inf
-            made.append(
-                Mapping(
-                    proto,
-                    internal,
-                    ip,
-                    granted.external_port,
-                    granted.lifetime_s,
-                    expires,
-                    backend.method,
-                )
+            mapping = Mapping(
+                proto,
+                internal,
+                granted.external_ip or ip or "",
+                granted.external_port,
+                granted.lifetime_s,
+                expires,
+                method,
             )
-        return made
+            made.append(mapping)
+            check_public(mapping.external_ip, method)
 
     def _adopt(self, backend: Backend, made: list[Mapping]) -> None:
         loop = asyncio.get_running_loop()
@@ -210,19 +249,14 @@ class PortMapper:
         """Renew every mapping (re-opening a backend after a loss); emit changed/restored."""
         old, was_lost = list(self._mappings), self._state == "lost"
         if self._backend is None:
-            for method in self.order:
-                try:
-                    await self._establish(method, [(m.proto, m.internal_port) for m in old])
-                    break
-                except ReachError:
-                    if method == self.order[-1]:
-                        raise
+            await self._establish_first([(m.proto, m.internal_port) for m in old])
         else:
             backend = self._backend
+            made: list[Mapping] = []
             try:
                 async with asyncio.timeout(TIMEOUTS_S.get(backend.method, STOP_TIMEOUT_S)):
-                    made = await self._map_all(
-                        backend, [(m.proto, m.internal_port, m.external_port) for m in old]
+                    await self._map_all(
+                        backend, [(m.proto, m.internal_port, m.external_port) for m in old], made
                     )
             except TimeoutError:
                 raise unavailable(f"{backend.method}: no answer to the renewal") from None

@@ -1,5 +1,5 @@
 """What the port mapper hands out (`Mapping`, `PortmapEvent`) and what each method implements
-(`Backend`), plus the checks shared by the NAT-PMP and UPnP-IGD clients."""
+(`Backend`), plus the checks shared by the PCP, NAT-PMP and UPnP-IGD clients."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Mapping:
     external_port: int
     lifetime_s: int
     expires_at: float
-    method: str  # "natpmp" or "upnp"
+    method: str  # "pcp", "natpmp" or "upnp"
 
     @property
     def external(self) -> str:
@@ -77,16 +77,18 @@ class PortmapEvent:
 
 @dataclass(frozen=True)
 class Granted:
-    """A backend's answer to one mapping request."""
+    """A backend's answer to one mapping request. `external_ip`: the address the router named
+    in that answer (PCP); None where it is asked for separately (`Backend.external_address`)."""
 
     external_port: int
     lifetime_s: int
+    external_ip: str | None = None
 
 
 class Backend(Protocol):
-    """One mapping method talking to one router (NAT-PMP or UPnP-IGD). Every method raises
-    ReachError (PORTMAP_UNAVAILABLE or PORTMAP_REFUSED) and nothing else on purpose; the caller
-    bounds each call with a timeout."""
+    """One mapping method talking to one router (PCP, NAT-PMP or UPnP-IGD). Every method raises
+    ReachError (PORTMAP_UNAVAILABLE or PORTMAP_REFUSED; `NoAnswer` when nothing answered at all)
+    and nothing else on purpose; the caller bounds each call with a timeout."""
 
     method: str
 
@@ -101,6 +103,13 @@ class Backend(Protocol):
     async def unmap(self, proto: Proto, internal_port: int, external_port: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class NoAnswer(ReachError):
+    """PORTMAP_UNAVAILABLE because nothing answered at all (silence, or no listener on the port),
+    as opposed to a router that answered that it does not do this."""
+
+    code: str = Code.PORTMAP_UNAVAILABLE
 
 
 def unavailable(message: str) -> ReachError:
