@@ -452,6 +452,8 @@ def test_every_op_round_trips(op: str, s: KeyPair, r: KeyPair) -> None:
     body: dict[str, Any] = {"op": op, "thing": "t1", "name": "n1", "input": "x"}
     if op == "punch":  # a punch step is an object (docs/reach.md, "Direct upgrade")
         body["input"] = {"type": "sync"}
+    if op == "auditrecords":  # a page of the audit log (docs/audit.md §6)
+        body["input"] = {"after": 0, "limit": 10}
     token = seal(body, sender=s, recipient=r.public, typ="request")
     assert open_sealed(token, recipient=r, replay=None).claims["op"] == op
 

@@ -124,6 +124,11 @@ streembit-peer delegate
     streembit-peer delegate --key alice.key --gateway "$GW" --to cleaner.key.pub \
         --things front-door --ops invokeaction --schedule "tue 09:00-12:00" --uses 4 \
         --exp 2027-03-01T00:00:00Z --out cleaner.dlg
+streembit-peer audit
+    streembit-peer --bootstrap 192.168.1.20:4242 --key owner.key audit verify -- "$GW"
+streembit-peer audit verify
+    streembit-peer --bootstrap 192.168.1.20:4242 --key owner.key \
+        audit verify --checkpoint last-week.jws --save-checkpoint today.jws -- "$GW"
 """
 
 

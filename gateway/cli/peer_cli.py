@@ -292,6 +292,9 @@ def parser() -> Parser:
     from gateway.cli.delegate import add_command as add_delegate_command
 
     add_delegate_command(sub)  # delegate: sign a delegation link offline (gateway/cli/delegate.py)
+    from gateway.cli.audit_peer import add_command as add_audit_command
+
+    add_audit_command(sub)  # audit verify: a gateway's audit chain (gateway/cli/audit_peer.py)
     return p
 
 

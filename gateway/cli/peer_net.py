@@ -292,33 +292,36 @@ def _things_human(result: Any, a: argparse.Namespace) -> str:
 
 
 # --------------------------------------------------------------------------- parser
-def add_network_commands(sub: Any, acl_sub: Any) -> None:
-    def net(p: argparse.ArgumentParser, host: bool = True) -> argparse.ArgumentParser:
-        add_json(p)
-        if host:
-            p.add_argument(
-                "--host",
-                default=argparse.SUPPRESS,
-                metavar="ADDR",
-                help="local address of this peer's DHT node (default: the source address of "
-                "the route toward the bootstrap nodes; 0.0.0.0: every interface)",
-            )
+def net(p: argparse.ArgumentParser, host: bool = True) -> argparse.ArgumentParser:
+    """The options of every network command (also accepted before the command): --json,
+    --host (HOST), --bootstrap, --key, --no-cache."""
+    add_json(p)
+    if host:
         p.add_argument(
-            "--bootstrap",
-            action="append",
+            "--host",
             default=argparse.SUPPRESS,
-            metavar="HOST:PORT",
-            help="a DHT node to join through (repeatable)",
+            metavar="ADDR",
+            help="local address of this peer's DHT node (default: the source address of "
+            "the route toward the bootstrap nodes; 0.0.0.0: every interface)",
         )
-        p.add_argument("--key", default=argparse.SUPPRESS, help="your private key file")
-        p.add_argument(
-            "--no-cache",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="neither use nor update the cached contact records (always look up the DHT)",
-        )
-        return p
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="HOST:PORT",
+        help="a DHT node to join through (repeatable)",
+    )
+    p.add_argument("--key", default=argparse.SUPPRESS, help="your private key file")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="neither use nor update the cached contact records (always look up the DHT)",
+    )
+    return p
 
+
+def add_network_commands(sub: Any, acl_sub: Any) -> None:
     sp = sub.add_parser(
         "node", help="run a DHT node (a seed for others to join through) and, when public, a relay"
     )

@@ -26,8 +26,10 @@ TYPES: Final = frozenset({REQUEST, REPLY, EVENT, ERROR})
 #: Operation -> body fields it requires (besides `op`). WoT operation names, plus the
 #: Streembit-specific `things` (list the Things), `td` (fetch one TD), `aclpush` (new ACL JWS),
 #: `claim` (prove the setup code of an unclaimed gateway), `transfer` (an owner-signed
-#: ownership transfer statement; docs/provisioning.md) and `punch` (a step of a direct-link
-#: upgrade; docs/reach.md).
+#: ownership transfer statement; docs/provisioning.md), `punch` (a step of a direct-link
+#: upgrade; docs/reach.md), and, for the owner, `auditcheckpoint` (the latest signed audit
+#: checkpoint) and `auditrecords` (a page of the hash-chained audit log, optional input
+#: {"after", "limit"}; docs/audit.md).
 OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "things": (),
     "td": ("thing",),
@@ -42,6 +44,8 @@ OPS: Final[Mapping[str, tuple[str, ...]]] = {
     "claim": ("input",),
     "transfer": ("input",),
     "punch": ("input",),
+    "auditcheckpoint": (),
+    "auditrecords": (),
 }
 
 JTI_BYTES: Final = 16  # 128 random bits: collisions are negligible within a message lifetime
@@ -64,6 +68,10 @@ DLG_OPS: Final = frozenset(
         "unsubscribeevent",
     }
 )
+#: `auditrecords`: the input members, and the cap of `limit` (records in one page).
+AUDIT_PAGE_INPUT: Final = frozenset({"after", "limit"})
+MAX_AUDIT_PAGE: Final = 500
+MAX_AUDIT_ID: Final = 2**63 - 1  # SQLite's largest row id
 MAX_DLG_LINKS: Final = 4
 MAX_DLG_LINK_BYTES: Final = 4096
 
@@ -110,8 +118,24 @@ def _check_request(body: Mapping[str, Any]) -> None:
         raise _bad("input", "the compact JWS of the transfer statement for op transfer")
     if op == "punch" and not isinstance(body["input"], dict):
         raise _bad("input", "an object (a hole-punch step) for op punch")
+    if op == "auditrecords" and "input" in body:
+        _check_audit_page(body["input"])
     if "dlg" in body:
         _check_dlg(op, body["dlg"])
+
+
+def _check_audit_page(page: Any) -> None:
+    expected = (
+        f'{{"after": ROW_ID >= 0, "limit": 1..{MAX_AUDIT_PAGE}}} (both optional) for op '
+        "auditrecords"
+    )
+    if not isinstance(page, dict) or not set(page) <= AUDIT_PAGE_INPUT:
+        raise _bad("input", expected)
+    after, limit = page.get("after", 0), page.get("limit", MAX_AUDIT_PAGE)
+    if not _is_int(after) or not 0 <= after <= MAX_AUDIT_ID:
+        raise _bad("input", expected)
+    if not _is_int(limit) or not 1 <= limit <= MAX_AUDIT_PAGE:
+        raise _bad("input", expected)
 
 
 def _check_dlg(op: str, dlg: Any) -> None:

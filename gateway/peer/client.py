@@ -161,6 +161,27 @@ class PeerConnection:
         out = (await self.request("transfer", input=statement)).output
         return out if isinstance(out, dict) else {}
 
+    async def audit_checkpoint(self) -> str | None:
+        """The gateway's newest signed audit checkpoint (compact JWS; the owner's key only),
+        None if it has signed none yet. Check it with `gateway.audit.checkpoint.verify`."""
+        out = (await self.request("auditcheckpoint")).output
+        jws = out.get("checkpoint") if isinstance(out, dict) else 0
+        if jws is not None and not isinstance(jws, str):
+            raise PeerError("the gateway's audit checkpoint is malformed", code="bad_reply")
+        return jws
+
+    async def audit_records(self, after: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """A page of the gateway's hash-chained audit records after row id AFTER, at most LIMIT
+        (the owner's key only): {"columns", "records", "last", "more"} (docs/protocol.md);
+        `gateway.audit.remote.parse_page` checks it."""
+        page: dict[str, Any] = {"after": after}
+        if limit is not None:
+            page["limit"] = limit
+        out = (await self.request("auditrecords", input=page)).output
+        if not isinstance(out, dict):
+            raise PeerError("the gateway's audit page is malformed", code="bad_reply")
+        return out
+
     async def request(
         self,
         op: str,

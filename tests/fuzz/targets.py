@@ -52,6 +52,7 @@ from gateway.p2p.rpc import pack as msgpack
 from gateway.provisioning import payload as qr
 from gateway.reach.observe import parse_observe_response
 from gateway.reach.portmap.natpmp import parse_reply as natpmp_reply
+from gateway.reach.portmap.pcp import parse_reply as pcp_reply
 from gateway.reach.punch import parse_message as parse_punch_message
 from gateway.things.registry import build_things
 from gateway.wot import build_directory_td, build_td
@@ -431,6 +432,15 @@ def _portmap() -> Target:
     return Target("portmap/natpmp-reply", [public, tcp, udp], lambda d: d, natpmp_reply)
 
 
+# -- router port mapping: PCP MAP replies (RFC 6887) -------------------------------------------
+def _pcp() -> Target:
+    head = struct.pack("!BBBBII12x", 2, 0x81, 0, 0, 3600, 1234)
+    ip = bytes(10) + b"\xff\xff" + bytes([203, 0, 113, 10])
+    tcp = head + struct.pack("!12sB3xHH16s", bytes(range(12)), 6, 4242, 4242, ip)
+    udp = head + struct.pack("!12sB3xHH16s", bytes(12), 17, 4242, 5000, ip) + bytes([130, 0, 0, 4])
+    return Target("portmap/pcp-reply", [tcp, udp + bytes(4)], lambda d: d, pcp_reply)
+
+
 # -- DHT reachability (wire v2, docs/dht-records.md "Reachability") ---------------------------
 def _reach() -> list[Target]:
     node_id, nonce = bytes(range(20)), bytes(range(100, 116))
@@ -495,6 +505,30 @@ def _delegation() -> Target:
     return Target("acl/delegation", seeds, _text, parse)
 
 
+# -- a page of audit records a gateway sends (gateway/audit/remote.py, docs/audit.md §6) -----
+def _audit_page() -> Target:
+    from gateway.audit.chain import GENESIS, link
+    from gateway.audit.record import AuditRecord, to_row
+    from gateway.audit.remote import WIRE_COLUMNS, parse_page, to_wire
+    from gateway.audit.verify import ChainRecord, Report, check_chain
+
+    recs, prev = [], GENESIS
+    for rid in (1, 2, 3):
+        row = to_row(AuditRecord(NOW + rid, "owner", "p2p", "auditrecords", "", "audit", True,
+                                 "owner", "ok", f"page {rid}", f"r{rid}"))  # fmt: skip
+        digest = link(prev, rid, rid if rid != 2 else None, row)
+        recs.append(ChainRecord(rid, rid if rid != 2 else None, row, prev, digest))
+        prev = digest
+    page = {"columns": list(WIRE_COLUMNS), "records": [to_wire(r) for r in recs]}
+    seeds = [json.dumps({**page, "last": 3, "more": more}).encode() for more in (False, True)]
+
+    def parse(data: bytes) -> object:  # the reply's JSON (open_sealed reads it with jsonsafe)
+        page = parse_page(jsonsafe.loads(data), 0)
+        return check_chain(page.records, [], Report(journal=False))
+
+    return Target("audit/page", seeds, lambda d: d, parse)
+
+
 def make_targets(work: Path) -> list[Target]:
     """Every target; WORK (a folder) holds the config file and the companion counters."""
     return [
@@ -511,6 +545,8 @@ def make_targets(work: Path) -> list[Target]:
         *_person_input(work),
         *_punch(),
         _portmap(),
+        _pcp(),
         *_reach(),
         _delegation(),
+        _audit_page(),
     ]

@@ -19,6 +19,8 @@
 Every admin request, refused or done, is audited (the ACL, proof and statement are not).
 - punch: one step of a direct-link upgrade (docs/reach.md), for the owner and peers the ACL
   knows (a stranger cannot make the gateway dial anywhere), handed to `P2PContext.punch`.
+- auditcheckpoint, auditrecords: owner only, the audit log's signed checkpoint and hash-chained
+  records, page by page (auditops.py, docs/audit.md §6).
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ class Operations:
             await self._transfer(msg)
         elif op == "punch":
             await self._punch(msg)
+        elif op in ("auditcheckpoint", "auditrecords"):  # owner only: auditops.py
+            from gateway.bindings.p2p import auditops
+
+            await (auditops.checkpoint if op == "auditcheckpoint" else auditops.records)(
+                self.session, msg
+            )
         else:  # open_sealed admits only known ops; a new one must be wired here first
             await self._refuse(msg, Outcome("unsupported_op", reason=f"op {clean(op, 32)!r}"))
 
