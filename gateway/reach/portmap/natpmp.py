@@ -12,7 +12,6 @@ else); a datagram that is not the answer to the request in flight is ignored.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import struct
@@ -21,6 +20,7 @@ from typing import Final
 
 from gateway.errors import ReachError
 from gateway.reach.portmap.model import Granted, Proto, check_port, refused, unavailable
+from gateway.reach.portmap.udp import RouterPort
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ MAP_REPLY_LEN: Final = 16
 MAX_DATAGRAM: Final = 1100  # RFC 6887's largest PCP message: more is not a NAT-PMP reply
 FIRST_WAIT_S: Final = 0.25  # RFC 6886 3.1: the first resend after 250 ms, then doubling
 NATPMP_TRIES: Final = 3  # sends per request: 0.25 + 0.5 + 1 s (the RFC's 9 sends take 64 s)
-QUEUE_MAX: Final = 16  # datagrams buffered while no request waits; more are dropped
 MAX_LIFETIME_S: Final = 7 * 24 * 3600  # a lease asked for or accepted: a week at most
 
 # result codes (RFC 6886 3.5): the router does not speak this, or it refuses
@@ -114,84 +113,43 @@ def _final(data: bytes, want: int) -> bool:
     return len(data) >= 4 and (data[0] != VERSION or (data[1] == want and data[2:4] != b"\0\0"))
 
 
-class _Inbox(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(QUEUE_MAX)
-
-    def _put(self, item: bytes | OSError) -> None:
-        if not self.queue.full():
-            self.queue.put_nowait(item)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self._put(data[: MAX_DATAGRAM + 1])
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):  # ICMP port unreachable: nothing listens on 5351
-            self._put(exc)
-
-
 class NatPmpBackend:
     """NAT-PMP client of one router; requests are sent one at a time (RFC 6886 3.1)."""
 
     method = "natpmp"
 
-    def __init__(self, transport: asyncio.DatagramTransport, inbox: _Inbox) -> None:
-        self._transport = transport
-        self._inbox = inbox
-        self._lock = asyncio.Lock()
+    def __init__(self, port: RouterPort) -> None:
+        self._port = port
         self.epoch: int | None = None
-        self.ignored = 0  # datagrams that were not the answer awaited
+
+    @property
+    def ignored(self) -> int:
+        """Datagrams that were not the answer awaited."""
+        return self._port.ignored
 
     @classmethod
     async def open(cls, gateway: str, port: int = NATPMP_PORT) -> NatPmpBackend:
         """An endpoint connected to GATEWAY:PORT (the kernel drops datagrams from elsewhere)."""
-        loop = asyncio.get_running_loop()
-        try:
-            transport, inbox = await loop.create_datagram_endpoint(
-                _Inbox, remote_addr=(gateway, port)
-            )
-        except OSError as exc:
-            raise unavailable(
-                f"natpmp: cannot reach {gateway}: {exc.strerror or 'error'}"
-            ) from None
-        return cls(transport, inbox)
+        return cls(await RouterPort.open(gateway, port, what="natpmp", max_datagram=MAX_DATAGRAM))
 
     async def _ask(
         self, request: bytes, want: int, internal_port: int = 0
     ) -> PublicReply | MapReply:
-        wait = FIRST_WAIT_S
-        last: ReachError | None = None
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            while not self._inbox.queue.empty():  # late answers to an earlier request
-                self._inbox.queue.get_nowait()
-            for _ in range(NATPMP_TRIES):
-                self._transport.sendto(request)
-                deadline = loop.time() + wait
-                while (left := deadline - loop.time()) > 0:
-                    try:
-                        item = await asyncio.wait_for(self._inbox.queue.get(), left)
-                    except TimeoutError:
-                        break
-                    if isinstance(item, OSError):
-                        raise unavailable("natpmp: the router does not listen on port 5351")
-                    try:
-                        reply = parse_reply(item)
-                    except ReachError as exc:
-                        if _final(item, want):
-                            raise  # the router's answer: a refusal, or it does not do NAT-PMP
-                        last = exc
-                        self.ignored += 1
-                        continue
-                    if item[1] != want or (
-                        isinstance(reply, MapReply) and reply.internal_port != internal_port
-                    ):
-                        self.ignored += 1
-                        continue
-                    self._note_epoch(reply.epoch)
-                    return reply
-                wait *= 2
-        raise last or unavailable(f"natpmp: no answer after {NATPMP_TRIES} tries")
+        def match(item: bytes) -> PublicReply | MapReply | ReachError | None:
+            try:
+                reply = parse_reply(item)
+            except ReachError as exc:
+                if _final(item, want):
+                    raise  # the router's answer: a refusal, or it does not do NAT-PMP
+                return exc
+            if item[1] != want or (
+                isinstance(reply, MapReply) and reply.internal_port != internal_port
+            ):
+                return None
+            self._note_epoch(reply.epoch)
+            return reply
+
+        return await self._port.ask(request, match, tries=NATPMP_TRIES, first_wait_s=FIRST_WAIT_S)
 
     def _note_epoch(self, epoch: int) -> None:
         if self.epoch is not None and epoch < self.epoch:
@@ -226,4 +184,4 @@ class NatPmpBackend:
         )
 
     async def close(self) -> None:
-        self._transport.close()
+        self._port.close()

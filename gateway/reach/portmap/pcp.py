@@ -38,6 +38,7 @@ from gateway.reach.portmap.model import (
     refused,
     unavailable,
 )
+from gateway.reach.portmap.udp import RouterPort
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ ANY_V4: Final = V4_MAPPED + bytes(4)  # the suggested external address: any IPv4
 FIRST_WAIT_S: Final = 0.25  # the first resend, then doubling; a LAN router answers in ms
 PCP_TRIES: Final = 3  # sends per request: 0.25 + 0.5 + 1 s, +-10 %: under TIMEOUTS_S["pcp"]
 JITTER: Final = 0.1  # RFC 6887 8.1.1: each wait times 1 + RAND, RAND in [-0.1, +0.1]
-QUEUE_MAX: Final = 16  # datagrams buffered while no request waits; more are dropped
 MAX_LIFETIME_S: Final = 7 * 24 * 3600  # a lease asked for or accepted: a week at most
 
 # result codes (RFC 6887 7.4): the router does not do this (unavailable), or it says no
@@ -75,7 +75,6 @@ RESULTS: Final[dict[int, str]] = {
     13: "EXCESSIVE_REMOTE_PEERS",
 }
 REFUSING: Final = frozenset({2, 8, 10, 11})
-_RANDOM: Final = secrets.SystemRandom()
 
 
 @dataclass(frozen=True)
@@ -205,51 +204,30 @@ class Epoch:
         return ok
 
 
-class _Inbox(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(QUEUE_MAX)
-
-    def _put(self, item: bytes | OSError) -> None:
-        if not self.queue.full():
-            self.queue.put_nowait(item)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self._put(data[: MAX_MESSAGE + 1])
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):  # ICMP port unreachable: nothing listens on 5351
-            self._put(exc)
-
-
 class PcpBackend:
     """PCP client of one router; requests are sent one at a time. The external address is the
     one the last MAP reply named (PCP has no separate request for it)."""
 
     method = "pcp"
 
-    def __init__(self, transport: asyncio.DatagramTransport, inbox: _Inbox) -> None:
-        self._transport = transport
-        self._inbox = inbox
-        self._lock = asyncio.Lock()
+    def __init__(self, port: RouterPort) -> None:
+        self._port = port
         self._nonces: dict[tuple[Proto, int], bytes] = {}
         self._external_ip: str | None = None
-        sockname = transport.get_extra_info("sockname")
+        sockname = port.transport.get_extra_info("sockname")
         self.client_ip: str = sockname[0] if sockname else "0.0.0.0"  # noqa: S104
         self.epoch = Epoch()
         self.restarts = 0  # epoch checks that said the router lost its mappings
-        self.ignored = 0  # datagrams that were not the answer awaited
+
+    @property
+    def ignored(self) -> int:
+        """Datagrams that were not the answer awaited."""
+        return self._port.ignored
 
     @classmethod
     async def open(cls, gateway: str, port: int = PCP_PORT) -> PcpBackend:
         """An endpoint connected to GATEWAY:PORT (the kernel drops datagrams from elsewhere)."""
-        loop = asyncio.get_running_loop()
-        try:
-            transport, inbox = await loop.create_datagram_endpoint(
-                _Inbox, remote_addr=(gateway, port)
-            )
-        except OSError as exc:
-            raise unavailable(f"pcp: cannot reach {gateway}: {exc.strerror or 'error'}") from None
-        return cls(transport, inbox)
+        return cls(await RouterPort.open(gateway, port, what="pcp", max_datagram=MAX_MESSAGE))
 
     def nonce(self, proto: Proto, internal_port: int) -> bytes:
         """The mapping's nonce: made at its first request, kept for renewals and deletion."""
@@ -257,41 +235,23 @@ class PcpBackend:
 
     async def _ask(self, request: bytes, proto: Proto, internal_port: int) -> MapReply:
         nonce = request[HEADER_LEN : HEADER_LEN + NONCE_LEN]
-        wait = FIRST_WAIT_S
-        last: ReachError | None = None
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            while not self._inbox.queue.empty():  # late answers to an earlier request
-                self._inbox.queue.get_nowait()
-            for _ in range(PCP_TRIES):
-                self._transport.sendto(request)
-                deadline = loop.time() + wait * (1 + _RANDOM.uniform(-JITTER, JITTER))
-                while (left := deadline - loop.time()) > 0:
-                    try:
-                        item = await asyncio.wait_for(self._inbox.queue.get(), left)
-                    except TimeoutError:
-                        break
-                    if isinstance(item, OSError):
-                        raise NoAnswer("pcp: the router does not listen on port 5351")
-                    try:
-                        reply = parse_reply(item)
-                    except ReachError as exc:
-                        if _final(item, nonce):
-                            raise  # the router's answer: a refusal, or it does not do PCP
-                        last = exc
-                        self.ignored += 1
-                        continue
-                    if (reply.nonce, reply.proto, reply.internal_port) != (
-                        nonce,
-                        proto,
-                        internal_port,
-                    ):
-                        self.ignored += 1
-                        continue
-                    self._note_epoch(reply.epoch)
-                    return reply
-                wait *= 2
-        raise last or NoAnswer(f"pcp: no answer after {PCP_TRIES} tries")
+
+        def match(item: bytes) -> MapReply | ReachError | None:
+            try:
+                reply = parse_reply(item)
+            except ReachError as exc:
+                if _final(item, nonce):
+                    raise  # the router's answer: a refusal, or it does not do PCP
+                return exc
+            if (reply.nonce, reply.proto, reply.internal_port) != (nonce, proto, internal_port):
+                return None
+            self._note_epoch(reply.epoch)
+            return reply
+
+        return await self._port.ask(
+            request, match, tries=PCP_TRIES, first_wait_s=FIRST_WAIT_S, jitter=JITTER,
+            silent=NoAnswer,
+        )  # fmt: skip
 
     def _note_epoch(self, epoch: int) -> None:
         if not self.epoch.valid(epoch, asyncio.get_running_loop().time()):
@@ -323,4 +283,4 @@ class PcpBackend:
         self._nonces.pop((proto, internal_port), None)
 
     async def close(self) -> None:
-        self._transport.close()
+        self._port.close()
