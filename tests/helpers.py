@@ -3,6 +3,7 @@ installed command lines run as subprocesses."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import subprocess
@@ -126,3 +127,15 @@ async def dht_network(
     finally:
         for node in nodes:
             await node.stop()
+
+
+@asynccontextmanager
+async def udp_server(factory: Callable[[], Any]) -> AsyncIterator[tuple[Any, int]]:
+    """The datagram protocol FACTORY makes, listening on 127.0.0.1 (a free port): yields
+    (protocol, port); closed on exit. The fake routers of the port-mapping tests."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(factory, local_addr=("127.0.0.1", 0))
+    try:
+        yield proto, transport.get_extra_info("sockname")[1]
+    finally:
+        transport.close()

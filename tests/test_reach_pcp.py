@@ -10,7 +10,6 @@ the lab cannot be built the lab tests fail, never skip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import socket
 import struct
@@ -30,6 +29,7 @@ from gateway.reach.portmap.model import NoAnswer
 from gateway.reach.portmap.pcp import Epoch, MapReply, PcpBackend, map_request, parse_reply
 from tests.fuzz.engine import run as fuzz_run
 from tests.fuzz.targets import Target, make_targets
+from tests.helpers import udp_server
 from tests.netns.natlab import PROBE, lab_for_test
 from tests.netns.procs import json_line
 
@@ -229,16 +229,8 @@ class FakePcp(asyncio.DatagramProtocol):
         self.transport.sendto(out, addr)
 
 
-@contextlib.asynccontextmanager
-async def fake_pcp(**kwargs: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: FakePcp(**kwargs), local_addr=("127.0.0.1", 0)
-    )
-    try:
-        yield proto, transport.get_extra_info("sockname")[1]
-    finally:
-        transport.close()
+def fake_pcp(**kwargs: Any) -> Any:
+    return udp_server(lambda: FakePcp(**kwargs))
 
 
 def fields(request: bytes) -> tuple[int, bytes, bytes, int, int]:

@@ -8,7 +8,6 @@ the mapping is gone after stop. Where the lab cannot be built these tests fail, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import socket
@@ -38,6 +37,7 @@ from gateway.reach.portmap import (
 from gateway.reach.portmap.model import check_public
 from tests.fuzz.engine import run as fuzz_run
 from tests.fuzz.targets import Target
+from tests.helpers import udp_server
 from tests.netns.natlab import PROBE, Host, lab_for_test
 from tests.netns.procs import json_line
 
@@ -179,16 +179,8 @@ class FakeRouter(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-@contextlib.asynccontextmanager
-async def fake_router(**kwargs: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: FakeRouter(**kwargs), local_addr=("127.0.0.1", 0)
-    )
-    try:
-        yield proto, transport.get_extra_info("sockname")[1]
-    finally:
-        transport.close()
+def fake_router(**kwargs: Any) -> Any:
+    return udp_server(lambda: FakeRouter(**kwargs))
 
 
 async def test_natpmp_resends_and_ignores_noise() -> None:

@@ -12,18 +12,9 @@ const tokens = await import("../src/lib/tokens.js");
 const acl = await import("../src/lib/acl.js");
 const sealed = await import("../src/lib/sealed.js");
 const { GatewayHttp } = await import("../src/lib/http.js");
-const { memoryStore } = await import("../src/lib/store.js");
 
-const stores = new Map();
-const storeOf = (name = "main") => {
-  if (!stores.has(name)) stores.set(name, memoryStore());
-  return stores.get(name);
-};
-const keyOf = async (name) => {
-  const k = await keys.loadKey(storeOf(name));
-  if (!k) throw new Error(`no key in store ${name || "main"}`);
-  return k;
-};
+
+const { storeOf, keyOf } = await import("./stores.mjs");
 const replays = new Map();
 const streams = new Map(); // observe: id -> {values, errors, stop}
 

@@ -14,18 +14,9 @@ const keys = await import("../src/lib/keys.js");
 const { verifyContactRecord } = await import("../src/lib/records.js");
 const { findGateway } = await import("../src/lib/find.js");
 const { GatewayP2P, P2PConnection } = await import("../src/lib/p2p.js");
-const { memoryStore } = await import("../src/lib/store.js");
 
-const stores = new Map();
-const storeOf = (name = "main") => {
-  if (!stores.has(name)) stores.set(name, memoryStore());
-  return stores.get(name);
-};
-const keyOf = async (name) => {
-  const k = await keys.loadKey(storeOf(name));
-  if (!k) throw new Error(`no key in store ${name || "main"}`);
-  return k;
-};
+
+const { storeOf, keyOf } = await import("./stores.mjs");
 const gateways = new Map(); // name -> GatewayP2P
 const conns = new Map(); // name -> P2PConnection
 const streams = new Map(); // name -> {values, errors, stop}
