@@ -444,6 +444,33 @@ async def test_unaccepted_circuit_is_refused(
         await relay.stop()
 
 
+async def test_silent_handshakes_are_capped_per_source_address(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Sockets that never answer the challenge hold handshake slots: one address gets a few,
+    and a real reservation still goes through once they are gone."""
+    limits = RelayLimits(rate_per_s=100.0, rate_burst=100, handshakes_per_ip=2)
+    relay = await _relay(limits)
+    url = relay.url.replace("http", "ws") + "/relay/v1/reserve"
+    try:
+        silent = [await http.ws_connect(url) for _ in range(2)]
+        _RAW.extend(silent)
+        for ws in silent:  # the challenge arrives; we never answer it
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "challenge"
+        async with http.get(f"{relay.url}/relay/v1/reserve") as r:
+            body = await r.json()
+            assert (r.status, body["error"]) == (503, Code.RELAY_FULL)
+            assert "from this address" in body["reason"]
+        for ws in silent:
+            await ws.close()
+        await until(lambda: relay.stats()["handshakes"] == 0)
+        _, reply = await reserve_raw(http, relay, generate_keypair())
+        assert reply["type"] == "reserved"
+    finally:
+        await close_all(http)
+        await relay.stop()
+
+
 async def test_per_source_rate_limit(http: aiohttp.ClientSession) -> None:
     relay = await _relay(RelayLimits(rate_per_s=0.01, rate_burst=3))
     try:

@@ -55,6 +55,8 @@ class RelayLimits:
     max_reservations: int = 128
     #: Unverified sockets (challenge not yet answered) are bounded tighter than verified ones.
     max_handshakes: int = 32
+    #: ... and per source IP, so that a few addresses cannot hold every handshake slot.
+    handshakes_per_ip: int = 4
     #: A home gateway serves a few peers at once; relays are a fallback, not the main path.
     circuits_per_reservation: int = 4
     #: Relay-wide concurrent circuits (waiting for accept included): bounds sockets and CPU.

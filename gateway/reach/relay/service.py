@@ -113,6 +113,7 @@ class RelayService:
         self._held: dict[str, _Held] = {}
         self._controls: set[web.WebSocketResponse] = set()
         self._handshakes = 0
+        self._handshakes_by_ip: Counter[str] = Counter()
         self._pending: dict[str, Circuit] = {}
         self._circuits: set[Circuit] = set()
         self._circuits_by_id: Counter[str] = Counter()
@@ -275,10 +276,14 @@ class RelayService:
             return refusal
         if self._handshakes >= self.limits.max_handshakes:
             return self._refuse(Code.RELAY_FULL, "too many reservation handshakes", ip)
+        if self._handshakes_by_ip[ip] >= self.limits.handshakes_per_ip:
+            why = "too many reservation handshakes from this address"
+            return self._refuse(Code.RELAY_FULL, why, ip)
         ws = self._socket(MAX_CONTROL_BYTES)
         if not ws.can_prepare(request).ok:
             return self._upgrade_refusal(ip)
         self._handshakes += 1
+        self._handshakes_by_ip[ip] += 1
         self._controls.add(ws)
         held: _Held | None = None
         try:
@@ -287,6 +292,9 @@ class RelayService:
                 rid = await self._verify_answer(ws, HANDSHAKE_TIMEOUT_S)
             finally:
                 self._handshakes -= 1
+                self._handshakes_by_ip[ip] -= 1
+                if self._handshakes_by_ip[ip] <= 0:
+                    del self._handshakes_by_ip[ip]
             held = self._admit(rid, ws)
             if held is None:
                 reason = f"the relay holds its maximum of {self.limits.max_reservations}"
