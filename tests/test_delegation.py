@@ -188,7 +188,7 @@ def test_use_count(keys: dict[str, KeyPair], tmp_path: Path) -> None:
     with pytest.raises(DelegationError) as info:
         counter.consume(chain)
     assert info.value.code == Code.DELEGATION_USED_UP
-    assert counter.used(chain.last.digest) == 2
+    assert counter.used(chain.last) == 2
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ of issue 15 is refused with its own code, audited, and leaves the lock locked.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.acl import Grant, sign_acl, without_subject
-from gateway.acl.delegation import HTTP_HEADER, sign_link
+from gateway.acl.delegation import HTTP_HEADER, root_ref, sign_link
 from gateway.acl.document import without_link
 from gateway.audit import AuditLog
 from gateway.auth import issue_token
@@ -25,6 +27,7 @@ from gateway.peer import PeerClient, PeerConnection, PeerRequestError
 from tests.helpers import Running, World
 
 DOOR = "front-door"
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 HOUR = 3600
 
 
@@ -300,3 +303,85 @@ async def test_a_malformed_dlg_claim_is_refused_before_anything_is_decided(
         for client in made:
             await client.close()
     assert await _state(r) == "locked"
+
+
+# ------------------------------------------------------------------ review findings (issue 15)
+async def test_the_same_link_in_its_other_signature_form_counts_against_the_same_uses(
+    delegated: Running,
+) -> None:
+    """ECDSA signatures have two valid forms (s and n - s): the use count follows the link's
+    issuer and jti, not its text."""
+    r, w = delegated, delegated.world
+    link = _link(w, w.user, w.stranger, uses=1)
+    head, payload, sig = link.split(".")
+    raw = base64.urlsafe_b64decode(sig + "==")
+    r_, s_ = raw[:32], int.from_bytes(raw[32:], "big")
+    other = r_ + (P256_ORDER - s_).to_bytes(32, "big")
+    twin = ".".join([head, payload, base64.urlsafe_b64encode(other).rstrip(b"=").decode()])
+    assert twin != link
+    assert (await _call(r, w.stranger, [link]))[0] in (200, 204)
+    status, body = await _call(r, w.stranger, [twin], "lock")
+    assert (status, body["error"]) == (403, "delegation_used_up")
+
+
+async def test_a_delegation_header_opens_no_other_route_to_an_unknown_key(
+    delegated: Running,
+) -> None:
+    r, w = delegated, delegated.world
+    headers = _headers(r, generate_keypair(), [_link(w, w.user, w.stranger)])
+    for path in ("/status.json", "/acl/mine", "/audit", "/audit/checkpoint"):
+        async with r.http.get(f"{r.url}{path}", headers=headers) as resp:
+            assert resp.status == 401, path
+
+
+async def test_a_refusal_tells_a_stranger_nothing_about_the_acl(delegated: Running) -> None:
+    """A link naming a grantee but not signed by her is bad_signature, whatever her grant."""
+    r, w = delegated, delegated.world
+    mallory = generate_keypair()
+    for named in (w.user, w.owner, generate_keypair()):
+        forged = _forge(w, named, mallory, w.stranger)
+        status, body = await _call(r, w.stranger, [forged])
+        assert (status, body["error"]) == (403, "delegation_bad_signature"), named
+
+
+async def test_a_regrant_after_revocation_does_not_revive_old_links(delegated: Running) -> None:
+    r, w = delegated, delegated.world
+    old = _link(w, w.user, w.stranger)
+    assert (await _call(r, w.stranger, [old], "lock"))[0] in (200, 204)
+    current = r.gw.acl.current
+    assert current is not None
+    r.gw.acl.install(sign_acl(without_subject(current, w.user.id), w.owner))
+    await asyncio.sleep(1.1)  # the re-grant's `since` is a later second than the old link's iat
+    w.install(_grant(w))
+    r.gw.acl.reload_if_changed()
+    status, body = await _call(r, w.stranger, [old], "lock")
+    assert (status, body["error"]) == (403, "delegation_revoked")
+    assert "predates" in body["reason"]
+    fresh = _link(w, w.user, w.stranger)
+    assert (await _call(r, w.stranger, [fresh], "lock"))[0] in (200, 204)
+
+
+async def test_a_chain_is_refused_outside_its_root_grant_s_validity(delegated: Running) -> None:
+    r, w = delegated, delegated.world
+    now = int(time.time())
+    w.install(_grant(w, nbf=now + 30))  # the link may start 60 s early (clock skew): not the grant
+    r.gw.acl.reload_if_changed()
+    status, body = await _call(r, w.stranger, [_link(w, w.user, w.stranger, now=now)])
+    assert (status, body["error"]) == (403, "delegation_expired")
+
+
+def _forge(w: World, named: KeyPair, signer: KeyPair, to: KeyPair) -> str:
+    """A first link claiming NAMED as its issuer (header jwk and iss) but signed by SIGNER."""
+    genuine = _link(w, signer, to)
+    head, payload, sig = genuine.split(".")
+    header = json.loads(base64.urlsafe_b64decode(head + "=="))
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    header["jwk"] = dict(named.public.jwk)
+    claims["iss"] = named.id
+    claims["prev"] = root_ref(w.gw_key.id, named.id)
+
+    def seg(obj: dict[str, Any]) -> str:
+        raw = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return ".".join([seg(header), seg(claims), sig])

@@ -260,6 +260,30 @@ def test_the_owner_app_keeps_delegate_and_revoked_delegations(
     assert js.error("aclText", acl=bad)["code"] == "acl_malformed"
 
 
+def test_js_sets_since_as_python_so_a_regrant_does_not_revive_old_links(
+    js: Driver, keys: dict[str, KeyPair]
+) -> None:
+    """`since` (docs/acl.md §6.4): set when delegation starts, kept on later edits, set anew
+    when a revoked subject is granted again; the app's editor and `with_grant` agree."""
+    from gateway.acl.document import with_grant, without_subject
+
+    alice = keys["alice"]
+    base = Acl(gateway=GW, version=1, iat=T, grants=(), tz="UTC")
+    steps = [("grant", T + 10), ("edit", T + 20), ("revoke", T + 30), ("grant", T + 40)]
+    py, doc = base, base.to_json()
+    for what, now in steps:
+        if what == "revoke":
+            py = without_subject(py, alice.id, now=now)
+            doc = js.ok("withoutSubject", acl=doc, sub=alice.id, now=now)
+        else:
+            grant = _grant(alice, delegate=2, exp=T + 60 * DAY if what == "edit" else None)
+            py = with_grant(py, grant, now=now)
+            doc = js.ok("withGrant", acl=doc, grant=grant.to_json(), now=now)
+        assert doc == py.to_json(), what
+    assert py.grant_for(alice.id) is not None
+    assert py.grant_for(alice.id).since == T + 40  # type: ignore[union-attr]
+
+
 # ---------------------------------------------------------------- (b) no widening in JS
 WIDENINGS = [
     ("things", {"things": ["living-room"]}, "delegation_widens", "Things outside"),

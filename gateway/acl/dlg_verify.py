@@ -1,15 +1,17 @@
 """Verify a delegation chain against the CURRENT ACL, and decide a request made with it.
 
-Checks, per link in order (first link first; the first failing one is the code):
-structure (`delegation_malformed`) -> the issuer: first link: a grant subject, not revoked
-(`delegation_revoked`), with ``delegate`` > 0 (`delegation_not_allowed`); later links: the
-previous link's ``sub`` -> header jwk is the issuer's key and the signature verifies
-(`delegation_bad_signature`) -> aud is this gateway, prev is the parent's reference
-(`delegation_malformed`) -> no key or jti seen twice in the chain (`delegation_loop`) -> issuer,
-delegatee or jti revoked (`delegation_revoked`) -> depth below the parent's
-(`delegation_too_deep`) -> narrowing: things, affordances, ops, [nbf, exp], schedule, uses
-inside the parent's (`delegation_widens`) -> nbf <= now < exp (`delegation_expired`).
-Last: the request's subject is the last link's ``sub`` (`delegation_wrong_holder`).
+Order (the first failing check is the code): 1. the chain alone: structure
+(`delegation_malformed`); per link, first to last, the header jwk is the issuer's key (first
+link: its own `iss`; later: the previous link's ``sub``) and the signature verifies
+(`delegation_bad_signature`), aud is this gateway and prev the parent's reference
+(`delegation_malformed`); the request's subject is the last ``sub``
+(`delegation_wrong_holder`). 2. the root grant in the current ACL: the first issuer holds one,
+not revoked (`delegation_revoked`), with ``delegate`` > 0 (`delegation_not_allowed`), whose
+``since`` the first link does not predate (`delegation_revoked`), valid now
+(`delegation_expired`). 3. per link: no key or jti seen twice (`delegation_loop`); issuer,
+delegatee or jti revoked (`delegation_revoked`); depth below the parent's
+(`delegation_too_deep`); things, affordances, ops, [nbf, exp], schedule, uses inside the
+parent's (`delegation_widens`); nbf <= now < exp (`delegation_expired`).
 """
 
 from __future__ import annotations
@@ -148,28 +150,29 @@ def _check_signature(link: Link, issuer_id: str) -> None:
 def verify_chain(
     texts: Sequence[str], *, acl: Acl | None, gateway_id: str, holder: str, now: datetime
 ) -> Chain:
-    """Verify TEXTS presented by HOLDER; the Chain, or DelegationError with its code."""
+    """Verify TEXTS presented by HOLDER; the Chain, or DelegationError with its code.
+
+    Every signature, reference and the holder are checked before the ACL is read, so a
+    refusal tells someone who holds no key of the chain nothing about the ACL."""
     links = parse_chain(texts)
-    if acl is None:
-        raise _err(Code.DELEGATION_REVOKED, "no ACL installed")
-    ts = int(now.timestamp())
     first = links[0]
-    if first.iss in acl.revoked:
-        raise _err(Code.DELEGATION_REVOKED, "the first issuer is revoked")
-    grant = acl.grant_for(first.iss)
-    if grant is None:
-        raise _err(Code.DELEGATION_REVOKED, "the first issuer holds no grant")
-    if grant.delegate == 0:
-        raise _err(Code.DELEGATION_NOT_ALLOWED, "the issuer's grant allows no delegation")
-    parent = _grant_bound(grant)
-    seen_keys, seen_jti = {first.iss}, set()
     prev_ref, issuer = root_ref(gateway_id, first.iss), first.iss
-    for link in links:
+    for link in links:  # 1. the chain itself: who signed what, for whom, in which order
         _check_signature(link, issuer)
         if link.aud != gateway_id:
             raise _err(Code.DELEGATION_MALFORMED, "a link is for another gateway")
         if link.prev != prev_ref:
             raise _err(Code.DELEGATION_MALFORMED, "a link does not follow its parent")
+        prev_ref, issuer = link.digest, link.sub
+    if links[-1].sub != holder:
+        raise _err(Code.DELEGATION_WRONG_HOLDER, "the chain is not the requester's")
+    grant = _root_grant(acl, first, now)  # 2. the grant at its root, in the current ACL
+    if acl is None:  # _root_grant refused it; for the type checker
+        raise _err(Code.DELEGATION_REVOKED, "no ACL installed")
+    ts = int(now.timestamp())
+    parent = _grant_bound(grant)
+    seen_keys, seen_jti = {first.iss}, set()
+    for link in links:  # 3. each link against the ACL and inside its parent
         if link.sub in seen_keys or link.jti in seen_jti:
             raise _err(Code.DELEGATION_LOOP, "a chain delegates back to a key it passed")
         seen_keys.add(link.sub)
@@ -184,11 +187,26 @@ def verify_chain(
             raise _err(Code.DELEGATION_EXPIRED, "a link is not yet valid")
         if ts >= link.exp:
             raise _err(Code.DELEGATION_EXPIRED, "a link has expired")
-        parent, prev_ref, issuer = _link_bound(link), link.digest, link.sub
-    if links[-1].sub != holder:
-        raise _err(Code.DELEGATION_WRONG_HOLDER, "the chain is not the requester's")
+        parent = _link_bound(link)
     names = [link.iss[:RULE_ID_PREFIX] for link in links] + [holder[:RULE_ID_PREFIX]]
     return Chain(links=links, holder=holder, rule="dlg:" + ">".join(names))
+
+
+def _root_grant(acl: Acl | None, first: Link, now: datetime) -> Grant:
+    """The first issuer's grant, if it may delegate now and predates the first link."""
+    if acl is None:
+        raise _err(Code.DELEGATION_REVOKED, "no ACL installed")
+    grant = acl.grant_for(first.iss)
+    if first.iss in acl.revoked or grant is None:
+        raise _err(Code.DELEGATION_REVOKED, "the first issuer holds no grant")
+    if grant.delegate == 0:
+        raise _err(Code.DELEGATION_NOT_ALLOWED, "the issuer's grant allows no delegation")
+    if grant.since is not None and first.iat < grant.since:
+        raise _err(Code.DELEGATION_REVOKED, "the chain predates the issuer's current grant")
+    ts = now.timestamp()
+    if (grant.nbf is not None and ts < grant.nbf) or (grant.exp is not None and ts >= grant.exp):
+        raise _err(Code.DELEGATION_EXPIRED, "the issuer's grant is not valid now")
+    return grant
 
 
 def decide_chain(

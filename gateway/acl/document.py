@@ -51,6 +51,7 @@ def with_grant(acl: Acl, grant: Grant, *, now: int | None = None) -> Acl:
     Re-granting a revoked subject takes it off the revoked list.
     """
     hit = acl.by_subject.get(grant.subject)
+    grant = _with_since(grant, hit[1] if hit is not None else None, _now(now))
     grants = list(acl.grants)
     if hit is None:
         grants.append(grant)
@@ -63,6 +64,16 @@ def with_grant(acl: Acl, grant: Grant, *, now: int | None = None) -> Acl:
         grants=tuple(grants),
         revoked=acl.revoked - {grant.subject},
     )
+
+
+def _with_since(grant: Grant, old: Grant | None, now: int) -> Grant:
+    """GRANT with its `since`: kept from the grant it replaces while that one could delegate
+    too, else now (a new grant, a re-grant after a revocation, delegation switched on)."""
+    if not grant.delegate or grant.since is not None:
+        return grant
+    if old is not None and old.delegate and old.since is not None:
+        return dataclasses.replace(grant, since=old.since)
+    return dataclasses.replace(grant, since=now)
 
 
 def without_subject(acl: Acl, subject_id: str, *, now: int | None = None) -> Acl:

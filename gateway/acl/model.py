@@ -55,7 +55,10 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 _RANGE_SEP = re.compile(r"\s*,\s*|\s+")  # time ranges are separated by commas or spaces
 _GRANT_KEYS = frozenset(
-    {"sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role", "delegate"}
+    {
+        *("sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role"),
+        *("delegate", "since"),
+    }
 )
 _ACL_KEYS = frozenset(
     {"gateway", "version", "iat", "tz", "grants", "revoked", "revoked_delegations"}
@@ -152,6 +155,9 @@ class Grant:
     schedule: Schedule | None = None
     role: str = "user"
     delegate: int = 0  # how many delegation links may follow this grant (0: none)
+    #: links this subject signed before this time are refused (set when delegation starts: a
+    #: re-grant after a revocation does not revive its old links; docs/acl.md section 6.4)
+    since: int | None = None
 
     def __post_init__(self) -> None:
         if self.key.id != self.subject:
@@ -173,6 +179,10 @@ class Grant:
             raise _bad(f"grant role must be one of {sorted(ROLES)}")
         if type(self.delegate) is not int or not 0 <= self.delegate <= MAX_DELEGATE:
             raise _bad(f"grant delegate must be an integer 0..{MAX_DELEGATE}")
+        if self.since is not None and (
+            type(self.since) is not int or self.since < 0 or not self.delegate
+        ):
+            raise _bad("grant since must be unix seconds, on a grant that may delegate")
 
     @classmethod
     def for_key(
@@ -219,6 +229,8 @@ class Grant:
             out["schedule"] = self.schedule.spec
         if self.delegate:
             out["delegate"] = self.delegate
+        if self.since is not None:
+            out["since"] = self.since
         return out
 
     @classmethod
@@ -253,6 +265,7 @@ class Grant:
             schedule=Schedule.parse(schedule) if schedule is not None else None,
             role=role,
             delegate=obj.get("delegate", 0),
+            since=obj.get("since"),
         )
 
 

@@ -130,14 +130,19 @@ class HttpBinding:
         return web.Response(status=200)
 
     # ---------------------------------------------------------------- helpers
-    async def _principal(self, request: web.Request, op: str, name: str) -> Principal | Outcome:
+    async def _principal(
+        self, request: web.Request, op: str, name: str, *, chain_route: bool = False
+    ) -> Principal | Outcome:
+        """The authenticated requester, or the audited refusal. CHAIN_ROUTE: a Thing route,
+        where a request presenting a delegation chain may prove a key the ACL does not know
+        with the token's own `jwk` (never on the owner, status or ACL routes)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             outcome = Outcome("unauthenticated", reason="a bearer token is required")
         else:
             try:
-                embedded = DELEGATION_HEADER in request.headers  # a chain's holder: jwk allowed
+                embedded = chain_route and DELEGATION_HEADER in request.headers
                 return self.verifier.verify(token.strip(), embedded_key=embedded)
             except AuthError as exc:
                 outcome = Outcome("unauthenticated", reason=f"{exc.code}: {exc}")
@@ -172,7 +177,7 @@ class HttpBinding:
             return False, Outcome("bad_request", reason=f"{exc} [{exc.problem}]")
 
     async def _one_shot(self, request: web.Request, op: str, name: str, body: bool) -> web.Response:
-        who = await self._principal(request, op, name)
+        who = await self._principal(request, op, name, chain_route=True)
         if isinstance(who, Outcome):
             return _error(who)
         value: Any = None
@@ -215,7 +220,7 @@ class HttpBinding:
 
     async def _stream(self, request: web.Request, op: str, mode: str) -> web.StreamResponse:
         name = request.match_info["name"]
-        who = await self._principal(request, op, name)
+        who = await self._principal(request, op, name, chain_route=True)
         if isinstance(who, Outcome):
             return _error(who)
         chain = self._chain(request)

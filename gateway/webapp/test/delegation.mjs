@@ -51,6 +51,8 @@ const COMMANDS = {
   },
   /** The owner's app re-signs an ACL: its payload text (delegate, revoked_delegations kept). */
   aclText: async (a) => ({ text: acl.aclPayloadText(a.acl) }),
+  withGrant: async (a) => acl.withGrant(a.acl, a.grant, { now: a.now }),
+  withoutSubject: async (a) => acl.withoutSubject(a.acl, a.sub, { now: a.now }),
   storeChain: async (a) => {
     await putChain(storeOf(a.store), a.gatewayId, a.links);
     return { links: await getChain(storeOf(a.store), a.gatewayId), other: await getChain(storeOf(a.store), "x".repeat(43)) };

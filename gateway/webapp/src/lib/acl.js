@@ -23,7 +23,7 @@ export const WILDCARD = "*";
 const MAX_NAME_LEN = 128;
 const MAX_LIST_LEN = 256;
 const MAX_SCHEDULE_LEN = 512;
-const GRANT_KEYS = ["sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role", "delegate"];
+const GRANT_KEYS = ["sub", "jwk", "things", "affordances", "ops", "nbf", "exp", "schedule", "role", "delegate", "since"];
 const ACL_KEYS = ["gateway", "version", "iat", "tz", "grants", "revoked", "revoked_delegations"];
 export const MAX_DELEGATE = 4; // longest delegation chain a grant may allow (docs/acl.md §6)
 
@@ -141,7 +141,22 @@ export function checkGrant(g) {
   const delegate = g.delegate ?? 0;
   if (!isInt(delegate) || delegate < 0 || delegate > MAX_DELEGATE) throw bad(`grant delegate must be an integer 0..${MAX_DELEGATE}`);
   if (delegate) out.delegate = delegate; // not written when 0, as Grant.to_json
+  if (g.since != null) {
+    if (!delegate) throw bad("grant since must be unix seconds, on a grant that may delegate");
+    out.since = unixTime(g.since, "grant since");
+  }
   return out;
+}
+
+/**
+ * G with its `since` (docs/acl.md §6.4), as gateway/acl/document.py `with_grant`: kept from
+ * the grant it replaces while that one could delegate too, else NOW (a new grant, a re-grant
+ * after a revocation, delegation switched on), so that old links are not revived.
+ */
+function withSince(g, old, now) {
+  if (!g.delegate || g.since !== undefined) return g;
+  if (old && old.delegate && old.since !== undefined) return { ...g, since: old.since };
+  return { ...g, since: now };
 }
 
 /** A checked copy of an ACL payload (acl_malformed on any deviation from docs/acl.md §1.2). */
@@ -200,8 +215,9 @@ export async function presetGrant(name, jwk, { things, ...rest }) {
 /** The next version with GRANT added, replacing in place any grant of the same subject. */
 export function withGrant(acl, grant, { now } = {}) {
   const base = checkAcl(acl);
-  const g = checkGrant(grant);
-  const i = base.grants.findIndex((x) => x.sub === g.sub);
+  const checked = checkGrant(grant);
+  const i = base.grants.findIndex((x) => x.sub === checked.sub);
+  const g = withSince(checked, i < 0 ? null : base.grants[i], nowSeconds(now));
   const grants = [...base.grants];
   if (i < 0) grants.push(g);
   else grants[i] = g;
