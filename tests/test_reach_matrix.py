@@ -25,9 +25,13 @@ OBSERVE_TIMEOUT_S = 30.0
 REFUSED = "refused (403 forbidden): no grant for this subject"
 
 
-UNPUNCHABLE = {("symmetric", k) for k in ("port-restricted", "double", "symmetric")} | {
+#: (peer, gateway) router kinds with no direct path: random ports on both sides. A symmetric NAT
+#: against a port-restricted or double one meets by a spray (gateway/reach/spray.py), which
+#: misses with a probability under 2 %: the test allows those cells one miss in all.
+UNPUNCHABLE = {("symmetric", "symmetric")}
+SPRAYED = {("symmetric", k) for k in ("port-restricted", "double")} | {
     (k, "symmetric") for k in ("port-restricted", "double")
-}  # (peer, gateway) router kinds: symmetric random ports against address-and-port filtering
+}
 
 lab = lab_for_test  # fails (never skips) where the lab cannot be built
 
@@ -107,11 +111,12 @@ def test_every_router_pair_reaches_the_gateway(tmp_path: Path) -> None:
     print(f"matrix: {len(seen)} cells in {time.monotonic() - t0:.0f} s")
     for row in seen:
         print(row)
-    # a direct path (mapped or hole punched) wherever theory allows one: only a symmetric NAT
-    # facing a port-restricted, double or symmetric one stays on the relay (docs/reach.md)
+    # a direct path (mapped, hole punched or sprayed) wherever one can be made: only two
+    # symmetric NATs stay on the relay (docs/reach.md)
     relayed = {(r["peer_kind"], r["gateway"]) for r in seen if "direct" not in r["path"]
                and not r.get("upgrade", "").startswith("moved to a direct link")}  # fmt: skip
-    assert relayed <= UNPUNCHABLE, sorted(relayed - UNPUNCHABLE)
+    assert relayed <= UNPUNCHABLE | SPRAYED, sorted(relayed - UNPUNCHABLE - SPRAYED)
+    assert len(relayed & SPRAYED) <= 1, sorted(relayed)  # a spray misses < 2 % of the time
 
 
 def test_a_lost_relay_is_replaced_and_the_next_command_works(tmp_path: Path) -> None:

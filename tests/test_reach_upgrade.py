@@ -1,6 +1,7 @@
 """Direct upgrade in the NAT lab: a peer that reached the gateway through a relay punches a
-direct TCP path and moves its connection there; where the NATs make that impossible (symmetric
-against port-restricted) the relayed path goes on working. Real seeds, gateway and peer
+direct TCP path and moves its connection there (by a spray where one side is a symmetric NAT);
+where the NATs make that impossible (symmetric against symmetric) the relayed path goes on
+working. Real seeds, gateway and peer
 (tests/netns/reach_probe.py runs the peer's Python API in its namespace). Fails, never skips,
 where the lab cannot be built.
 """
@@ -43,9 +44,12 @@ def test_relayed_peers_punch_a_direct_path_where_the_nats_allow(tmp_path: Path) 
             assert cone["path"] == "relayed" and "/relay/v1/connect/" in cone["url"], cone
             assert cone["upgraded"] is True and cone["punched_url"].startswith("tcp://"), cone
             assert len(cone["rtt_punched"]) == 8
-            symmetric = probe(net, "symmetric", gw)
-            assert symmetric["path"] == "relayed" and symmetric["upgraded"] is False, symmetric
-            assert len(symmetric["rtt"]) == 8  # the relayed path kept working
+            symmetric = probe(net, "symmetric", gw)  # no plain punch: a spray (spray.py)
+            assert symmetric["path"] == "relayed" and symmetric["upgraded"] is True, symmetric
+            assert symmetric["punched_url"].startswith("tcp://"), symmetric
+            both = probe(net, "symmetric", net.start_gateway("symmetric"))
+            assert both["path"] == "relayed" and both["upgraded"] is False, both
+            assert len(both["rtt"]) == 8  # the relayed path kept working
         finally:
             codes = net.close()
     assert set(codes.values()) == {0}, codes

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from device_drivers.backoff import Backoff
-from gateway import jsonsafe
 from gateway.codes import Code
 from gateway.errors import ReachError, StreembitError
 from gateway.reach.observe import (
@@ -51,7 +50,20 @@ from gateway.reach.observe import (
     set_abortive,
     why,
 )
+from gateway.reach.punchmsg import (
+    MAX_ADDRS,
+    CancelMsg,
+    ConnectMsg,
+    PunchMessage,
+    SyncMsg,
+    encode_message,
+    parse_message,
+    validate_message,
+)
+from gateway.reach.spray import SprayRole, budget, spray_open, sprayable
 from gateway.text import clean
+
+OTHER_ROLE: Final[dict[SprayRole, SprayRole]] = {"E": "S", "S": "E"}
 
 __all__ = [
     "MAX_ADDRS",
@@ -75,11 +87,6 @@ __all__ = [
 Role = Literal["initiator", "responder"]
 Exchange = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]]
 
-MAX_ADDRS: Final = 8  # addresses in one connect message
-MAX_ADDR_CHARS: Final = 64  # "[v6]:port" is at most 47
-MAX_REASON_CHARS: Final = 200
-MAX_MESSAGE_BYTES: Final = 2048
-_LIMITS: Final = jsonsafe.JsonLimits(max_bytes=MAX_MESSAGE_BYTES, max_depth=2)
 # errors of one connect attempt that a punch retries: the other side is not dialing yet (RST),
 # a SYN was dropped, the port or the 4-tuple is briefly taken (an accepted connection, a socket
 # not fully closed yet), a route not there yet
@@ -101,88 +108,6 @@ def _fail(reason: str) -> ReachError:
     return ReachError(f"punch: {reason}", code=Code.PUNCH_FAILED)
 
 
-# -- messages ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConnectMsg:
-    """{"type": "connect", "addrs": ["ip:port", ...]}: where the sender can be dialed."""
-
-    addrs: tuple[Address, ...]
-
-
-@dataclass(frozen=True)
-class SyncMsg:
-    """{"type": "sync"}: the initiator dials RTT/2 after sending it; the responder on receipt."""
-
-
-@dataclass(frozen=True)
-class CancelMsg:
-    """{"type": "cancel", "reason": "..."}: the sender gives up (the relayed path stays)."""
-
-    reason: str
-
-
-PunchMessage = ConnectMsg | SyncMsg | CancelMsg
-_KEYS: Final = {"connect": {"type", "addrs"}, "sync": {"type"}, "cancel": {"type", "reason"}}
-
-
-def _addr_text(text: object) -> Address:
-    if not isinstance(text, str) or not 0 < len(text) <= MAX_ADDR_CHARS:
-        raise _fail(f"an address is not a string of 1-{MAX_ADDR_CHARS} characters")
-    host, colon, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise _fail("an IPv6 address must be written [addr]:port")
-    if not colon or not port.isascii() or not port.isdigit() or len(port) > 5:
-        raise _fail("an address is not ip:port")
-    try:
-        return parse_addr(host, int(port))
-    except ValueError as exc:
-        raise _fail(f"bad address: {exc}") from None
-
-
-def validate_message(msg: object) -> PunchMessage:
-    """One punch message from the other side, checked; ReachError(punch_failed) otherwise.
-
-    Total and bounded: any object (dicts from the session's decoder, or anything else) gives a
-    message or a ReachError naming what was wrong."""
-    if not isinstance(msg, Mapping):
-        raise _fail("a punch message is not a JSON object")
-    kind = msg.get("type")
-    if not isinstance(kind, str) or kind not in _KEYS:
-        raise _fail(f"unknown punch message type (one of {', '.join(_KEYS)})")
-    if len(msg) > len(_KEYS[kind]) or set(msg) != _KEYS[kind]:
-        raise _fail(f"a {kind} message has exactly the members {', '.join(sorted(_KEYS[kind]))}")
-    if kind == "sync":
-        return SyncMsg()
-    if kind == "cancel":
-        reason = msg["reason"]
-        if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
-            raise _fail(f"a cancel reason is not a string of at most {MAX_REASON_CHARS}")
-        return CancelMsg(clean(reason))
-    addrs = msg["addrs"]
-    if not isinstance(addrs, list) or not 0 < len(addrs) <= MAX_ADDRS:
-        raise _fail(f"addrs is not a list of 1-{MAX_ADDRS} addresses")
-    return ConnectMsg(tuple(_addr_text(a) for a in addrs))
-
-
-def parse_message(data: bytes | str) -> PunchMessage:
-    """A punch message from its JSON text (bounded by gateway.jsonsafe); ReachError otherwise."""
-    try:
-        doc = jsonsafe.loads_object(data, _LIMITS, what="punch message")
-    except jsonsafe.JsonInputError as exc:
-        raise _fail(str(exc)) from None
-    return validate_message(doc)
-
-
-def encode_message(msg: PunchMessage) -> dict[str, Any]:
-    if isinstance(msg, ConnectMsg):
-        return {"type": "connect", "addrs": [format_addr(a) for a in msg.addrs]}
-    if isinstance(msg, SyncMsg):
-        return {"type": "sync"}
-    return {"type": "cancel", "reason": msg.reason[:MAX_REASON_CHARS]}
-
-
 # -- plans and timing -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PunchTiming:
@@ -198,6 +123,8 @@ class PunchTiming:
     listen: bool = True  # also accept the other side's SYN on the punched port
     backoff_initial_s: float = 0.05
     backoff_cap_s: float = 0.5
+    spray_s: float = 3.0  # a spray matches within a round trip or a SYN resend, or never
+    spray_count: int = 512  # sockets per side (spray.COUNT): under 2 % misses
 
     def __post_init__(self) -> None:
         for name in ("deadline_s", "dial_s", "attempt_s", "exchange_s", "observe_s", "max_rtt_s"):
@@ -222,6 +149,7 @@ class PunchPlan:
     remote: tuple[Address, ...]
     rtt_s: float | None
     start_at: float  # loop.time()
+    spray: SprayRole | None = None  # this end's role in a spray; None: one simultaneous open
 
 
 @dataclass
@@ -393,6 +321,17 @@ async def _observe(local: Address, observer: Address, timing: PunchTiming) -> Ob
 
 
 async def _dial(plan: PunchPlan, timing: PunchTiming) -> PunchResult:
+    if plan.spray is not None:
+        count = budget(timing.spray_count)
+        if not count:
+            raise _fail("not enough free file descriptors for a spray")
+        if not sprayable(plan.remote[0][0]):
+            raise _fail("a spray goes to public addresses only")
+        sock = await spray_open(
+            plan.spray, plan.local[1], plan.remote[0], count=count, deadline_s=timing.spray_s,
+            start_at=plan.start_at, local_host=plan.local[0],
+        )  # fmt: skip
+        return _result(sock, plan)
     sock = await simultaneous_open(
         plan.local[1],
         plan.remote[0],
@@ -404,6 +343,10 @@ async def _dial(plan: PunchPlan, timing: PunchTiming) -> PunchResult:
         listen=timing.listen,
         backoff=timing.backoff(),
     )
+    return _result(sock, plan)
+
+
+def _result(sock: socket.socket, plan: PunchPlan) -> PunchResult:
     try:
         peer = sock.getpeername()
     except OSError as exc:  # reset right after it connected
@@ -434,6 +377,7 @@ class PunchResponder:
         self.timing = timing or PunchTiming()
         self._observed: Observation | None = None
         self._remote: tuple[Address, ...] | None = None
+        self._spray: SprayRole | None = None
         self._dial: asyncio.Task[PunchResult] | None = None
 
     async def prepare(self) -> Observation:
@@ -452,13 +396,14 @@ class PunchResponder:
                 raise _fail("a second connect in one punch")
             obs = await self.prepare()
             self._remote = got.addrs
+            self._spray = None if got.spray is None else OTHER_ROLE[got.spray]
             return encode_message(ConnectMsg((obs.external,)))
         if self._remote is None or self._observed is None or self._dial is not None:
             raise _fail("sync out of order (before connect, or twice)")
         loop = asyncio.get_running_loop()
         plan = PunchPlan(
             "responder", self._observed.local, self._observed.external, self._remote, None,
-            loop.time(),
+            loop.time(), self._spray,
         )  # fmt: skip
         self._dial = asyncio.create_task(_dial(plan, self.timing))
         return encode_message(SyncMsg())
@@ -479,17 +424,19 @@ async def _initiate(
     local: Address,
     t: PunchTiming,
     also: Sequence[Address] = (),
+    spray: SprayRole | None = None,
 ) -> PunchResult:
     loop = asyncio.get_running_loop()
     obs = await _observe(local, observer, t)
     sent = loop.time()
     addrs = tuple(dict.fromkeys((*also, obs.external)))[:MAX_ADDRS]  # ALSO first: dialed first
-    answer = await _ask(exchange, encode_message(ConnectMsg(addrs)), t)
+    answer = await _ask(exchange, encode_message(ConnectMsg(addrs, spray)), t)
     rtt = min(loop.time() - sent, t.max_rtt_s)
     if not isinstance(answer, ConnectMsg):
         raise _fail("the responder did not answer connect with connect")
     sync = asyncio.create_task(_in_background(exchange(encode_message(SyncMsg()))))
-    plan = PunchPlan("initiator", obs.local, obs.external, answer.addrs, rtt, loop.time() + rtt / 2)
+    start = loop.time() + rtt / 2
+    plan = PunchPlan("initiator", obs.local, obs.external, answer.addrs, rtt, start, spray)
     try:
         return await _dial(plan, t)
     finally:  # the sync's answer is not waited for
@@ -525,12 +472,14 @@ async def punch(
     local: Address = ("0.0.0.0", 0),  # noqa: S104
     timing: PunchTiming | None = None,
     also: Sequence[Address] = (),
+    spray: SprayRole | None = None,
 ) -> PunchResult:
     """One DCUtR-like hole punch over EXCHANGE (the relayed session); see the module doc.
 
     ROLE "initiator": observe, connect/connect (RTT measured), sync, wait RTT/2, dial. ALSO
     (initiator): addresses named before the observed one, e.g. a port the initiator's router
-    maps to LOCAL (the responder dials the first address).
+    maps to LOCAL (the responder dials the first address). SPRAY (initiator): spray in that role
+    (gateway/reach/spray.py) instead of one simultaneous open; the responder takes the other.
     ROLE "responder": INCOMING is the initiator's connect; observe, answer with connect, dial on
     the sync. Returns the connected socket and the plan; ReachError(punch_failed) otherwise,
     within `timing.deadline_s`."""
@@ -542,7 +491,7 @@ async def punch(
     try:
         async with asyncio.timeout(t.deadline_s):
             if role == "initiator":
-                return await _initiate(exchange, observer, local, t, also)
+                return await _initiate(exchange, observer, local, t, also, spray)
             return await _respond(exchange, observer, local, t, incoming)
     except TimeoutError:
         raise _fail(f"not done within {t.deadline_s:g} s") from None

@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from gateway.reach.link import Link, open_stream_link
 from gateway.reach.observe import Address, format_addr
 from gateway.reach.portmap import PortMapper
 from gateway.reach.punch import Exchange, PunchResponder, PunchResult, PunchTiming, punch
+from gateway.reach.spray import SprayRole
 from gateway.requests import Outcome
 from gateway.tasks import TaskOwner
 from gateway.text import clean
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 MAX_PUNCHES: Final = 8  # punches in progress at once: each holds a port and dials for seconds
 PUNCH_TTL_S: Final = 30.0  # a responder whose sync never came is forgotten after this long
+SPRAY_INTERVAL_S: Final = 600.0  # a peer may make the gateway spray (hundreds of SYNs) ...
+SPRAYS_PER_INTERVAL: Final = 6  # ... this often in that time: three upgrades, both roles each
+SPRAYED_MAX: Final = 256  # senders remembered for that (the oldest is forgotten)
+SPRAY_ORDER: Final[tuple[SprayRole, ...]] = ("S", "E")  # a phone's carrier NAT is the usual S
 MAP_TIMEOUT_S: Final = 7.0  # PCP or NAT-PMP (2 s: port 5351 once) then UPnP-IGD (4 s), + margin
 
 
@@ -76,6 +82,10 @@ class UpgradeResponder:
         self._observers = observers
         self._timing = timing or PunchTiming()
         self._by_session: dict[str, tuple[PunchResponder, float]] = {}
+        #: sessions spraying now -> sprays in flight (one session at a time; its next spray,
+        #: in the other role, may start while the last one's dial is still ending)
+        self._spraying: Counter[str] = Counter()
+        self._sprayed: dict[str, list[float]] = {}  # sender -> loop times of its last sprays
         self._tasks = TaskOwner("direct upgrades", logger=log)
         self.punched = 0
         self.failed = 0
@@ -87,7 +97,14 @@ class UpgradeResponder:
             if now - since > PUNCH_TTL_S:
                 old.close()
                 del self._by_session[key]
+                self._spraying.pop(key, None)
         entry = self._by_session.get(label)
+        if entry is None and step.get("spray") is not None:
+            refusal = self._may_spray(sender, label, now)
+            if refusal is not None:
+                return refusal
+            self._spraying[label] += 1
+            self._sprayed.setdefault(sender, []).append(now)
         if entry is None:
             if len(self._by_session) >= MAX_PUNCHES:
                 return Outcome(Code.RATE_LIMITED, reason="too many direct upgrades at once")
@@ -101,15 +118,37 @@ class UpgradeResponder:
             answer = await responder.handle(step)
         except ReachError as exc:
             self._by_session.pop(label, None)
+            self._sprayed_one(label)
             responder.close()
             self.failed += 1
             return Outcome(exc.code, reason=str(exc))
         if step.get("type") == "sync":
             self._by_session.pop(label, None)
-            self._tasks.spawn(self._finish(responder, sender), name=f"punch-{label}")
+            self._tasks.spawn(self._finish(responder, sender, label), name=f"punch-{label}")
         return Outcome(Code.OK, output=answer)
 
-    async def _finish(self, responder: PunchResponder, sender: str) -> None:
+    def _sprayed_one(self, label: str) -> None:
+        if self._spraying[label] <= 1:
+            self._spraying.pop(label, None)
+        else:
+            self._spraying[label] -= 1
+
+    def _may_spray(self, sender: str, label: str, now: float) -> Outcome | None:
+        """A spray opens hundreds of sockets and sends as many SYNs: one at a time, and
+        SPRAYS_PER_INTERVAL per sender every SPRAY_INTERVAL_S."""
+        if set(self._spraying) - {label}:
+            return Outcome(Code.RATE_LIMITED, reason="another spray is in progress")
+        recent = [t for t in self._sprayed.get(sender, []) if now - t < SPRAY_INTERVAL_S]
+        self._sprayed[sender] = recent
+        if len(recent) >= SPRAYS_PER_INTERVAL:
+            reason = f"{SPRAYS_PER_INTERVAL} sprays per peer in {SPRAY_INTERVAL_S:g} s"
+            return Outcome(Code.RATE_LIMITED, reason=reason)
+        if len(self._sprayed) > SPRAYED_MAX:
+            oldest = min(self._sprayed, key=lambda k: max(self._sprayed[k], default=0.0))
+            del self._sprayed[oldest]
+        return None
+
+    async def _finish(self, responder: PunchResponder, sender: str, label: str) -> None:
         try:
             result = await responder.result()
             link = await open_stream_link(result.sock)
@@ -117,6 +156,8 @@ class UpgradeResponder:
             self.failed += 1
             log.info("direct link for %s… failed: %s", clean(sender, 12), clean(str(exc), 160))
             return
+        finally:
+            self._sprayed_one(label)
         self.punched += 1
         log.info("direct link for %s… from %s", clean(sender, 12), format_addr(result.peer))
         await self._serve(link, result.peer[0])
@@ -155,7 +196,8 @@ async def upgrade(
     mapping and a second punch runs from the mapped port with the mapped address named first,
     so a gateway behind a symmetric NAT (which no plain punch reaches from a port-restricted NAT)
     simply dials it; without a mapping the plain punch is tried once more. The mapping is
-    removed at the end (an open connection stays in the router's connection table)."""
+    removed at the end (an open connection stays in the router's connection table). Last, a
+    spray in each role (symmetric NAT against a stable one; gateway/reach/spray.py)."""
     if conn.path != "relayed" or conn.closed:
         return False
     observer = observer_of(conn.url)
@@ -182,8 +224,23 @@ async def upgrade(
         finally:
             if ports is not None:
                 await ports.stop()
+        if again is None and not conn.closed:
+            again = await _spray(exchange, observer, timing)
         return again is not None and await _adopt(conn, again)
     return await _adopt(conn, result)
+
+
+async def _spray(
+    exchange: Exchange, observer: Address, timing: PunchTiming | None
+) -> PunchResult | None:
+    """Last, a birthday-paradox spray (gateway/reach/spray.py): this peer as the symmetric side,
+    then as the stable one (which NAT is which is not known here). None if both failed."""
+    for role in SPRAY_ORDER:
+        try:
+            return await punch("initiator", exchange, observer, timing=timing, spray=role)
+        except (StreembitError, OSError) as exc:
+            log.info("no direct link by a spray as %s: %s", role, clean(str(exc), 200))
+    return None
 
 
 async def _second_punch(
