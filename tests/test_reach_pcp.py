@@ -31,7 +31,7 @@ from tests.fuzz.engine import run as fuzz_run
 from tests.fuzz.targets import Target, make_targets
 from tests.helpers import udp_server
 from tests.netns.natlab import PROBE, lab_for_test
-from tests.netns.procs import json_line
+from tests.netns.procs import command, json_line, probe_report
 
 NONCE = bytes(range(1, 13))
 MAPPED = bytes(10) + b"\xff\xff"
@@ -414,19 +414,8 @@ MAPPER_PROBE = str(Path(__file__).with_name("netns") / "mapper_probe.py")
 TCP_PORT, UDP_PORT = 41020, 41021
 
 
-def command(proc: subprocess.Popen[str], cmd: str) -> dict[str, Any]:
-    assert proc.stdin is not None
-    proc.stdin.write(cmd + "\n")
-    proc.stdin.flush()
-    return json_line(proc)
-
-
 def probe(host: Any, *args: str) -> dict[str, Any]:
-    import json
-
-    out = host.run([sys.executable, PROBE, *args], timeout=15).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return probe_report(host, PROBE, *args)
 
 
 @pytest.mark.parametrize("method", ["pcp", "auto"])

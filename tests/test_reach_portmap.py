@@ -38,8 +38,8 @@ from gateway.reach.portmap.model import check_public
 from tests.fuzz.engine import run as fuzz_run
 from tests.fuzz.targets import Target
 from tests.helpers import udp_server
-from tests.netns.natlab import PROBE, Host, lab_for_test
-from tests.netns.procs import json_line
+from tests.netns.natlab import PROBE, lab_for_test
+from tests.netns.procs import command, json_line, probe_report
 
 MAPPER_PROBE = str(Path(__file__).with_name("netns") / "mapper_probe.py")
 
@@ -380,17 +380,8 @@ lab = lab_for_test  # fails (never skips) where the lab cannot be built
 line = json_line  # a probe's JSON report line (tests/netns/procs.py)
 
 
-def command(proc: subprocess.Popen[str], cmd: str) -> dict[str, Any]:
-    assert proc.stdin is not None
-    proc.stdin.write(cmd + "\n")
-    proc.stdin.flush()
-    return line(proc)
-
-
-def probe(host: Host, *args: str) -> dict[str, Any]:
-    out = host.run([sys.executable, PROBE, *args], timeout=15).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+def probe(host: Any, *args: str) -> dict[str, Any]:
+    return probe_report(host, PROBE, *args)
 
 
 TCP_PORT, UDP_PORT = 41010, 41011

@@ -46,3 +46,20 @@ def json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     assert text, f"no output: {proc.communicate(timeout=5)[1]}"
     result: dict[str, Any] = json.loads(text)
     return result
+
+
+def command(proc: subprocess.Popen[str], cmd: str) -> dict[str, Any]:
+    """Send CMD as one stdin line to an interactive probe; its JSON report line back."""
+    assert proc.stdin is not None
+    proc.stdin.write(cmd + "\n")
+    proc.stdin.flush()
+    return json_line(proc)
+
+
+def probe_report(host: Any, probe: str, *args: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Run the probe script PROBE with ARGS on HOST (a lab Host); its last JSON line."""
+    import sys
+
+    out = host.run([sys.executable, probe, *args], timeout=timeout).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
