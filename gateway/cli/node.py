@@ -4,7 +4,8 @@ relay for gateways behind NAT (docs/reach.md, "Running a public relay node").
     streembit-peer node [--host ADDR] [--dht-port N] [--relay-port N] [--advertise ADDR]
                         [--no-relay] [--bootstrap HOST:PORT]
 
-The relay listens on TCP `--relay-port` (default: the DHT's port number) and is advertised to
+The relay listens on TCP `--relay-port` (default: the DHT's port number; with `--dht-port 0`,
+any free TCP port when that number is taken on TCP) and is advertised to
 the DHT (`info` service "relay") only when the node is known to be public: `--advertise ADDR`
 says so (an operator's word about a public address of this machine), or at least two DHT peers
 dialed it back. Its limits are conservative (gateway/reach/relay/limits.py); `--no-relay`
@@ -89,11 +90,16 @@ def cmd_node(args: argparse.Namespace, host: str, bootstrap: list[tuple[str, int
                 try:
                     await relay.start(host, port)
                 except OSError as exc:
-                    raise P2PError(
-                        f"cannot listen on tcp {host}:{port} for the relay "
-                        f"({exc.strerror or exc}); --relay-port N or --no-relay",
-                        code="bind_failed",
-                    ) from None
+                    if args.dht_port == 0 and args.relay_port is None:
+                        # any port was asked for: the UDP port's number is taken on TCP by
+                        # something else, so the relay takes any free TCP port instead
+                        await relay.start(host, 0)
+                    else:
+                        raise P2PError(
+                            f"cannot listen on tcp {host}:{port} for the relay "
+                            f"({exc.strerror or exc}); --relay-port N or --no-relay",
+                            code="bind_failed",
+                        ) from None
                 await _advertise(node, relay, advertise)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
