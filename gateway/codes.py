@@ -114,6 +114,9 @@ class Code(StrEnum):
     REPLAYED = "replayed", 400, EXIT_FAIL, _S, (_M,), "the jti was already accepted"
     BAD_TYPE = "bad_type", 400, EXIT_FAIL, _PL, (_M,), "typ not request/reply/event/error"
     REPLAY_CACHE_FULL = "replay_cache_full", 503, EXIT_FAIL, _S, (_M,), "replay cache full"
+    UNKNOWN_SESSION = "unknown_session", 400, EXIT_FAIL, _PL, (_M,), "no such session key here"
+    SESSION_EXPIRED = "session_expired", 400, EXIT_FAIL, _PL, (_M,), "the session key expired"
+    NEEDS_SIGNATURE = "needs_signature", 400, EXIT_FAIL, _PL, (_M,), "op needs a sealed message"
 
     # -- network claim and transfer (docs/provisioning.md §4, §5); BUSY above
     ALREADY_OWNED = "already_owned", 409, EXIT_FAIL, _S, (_P,), "claiming is closed"

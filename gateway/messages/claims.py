@@ -74,6 +74,12 @@ MAX_AUDIT_PAGE: Final = 500
 MAX_AUDIT_ID: Final = 2**63 - 1  # SQLite's largest row id
 MAX_DLG_LINKS: Final = 4
 MAX_DLG_LINK_BYTES: Final = 4096
+#: Optional `ses` claim of a sealed request: a session-key offer (docs/protocol.md §8),
+#: `{"v": 1, "k": base64url of 32 random bytes}`; only on requests a session may carry.
+SESSION_VERSION: Final = 1
+SESSION_SECRET_B64_LEN: Final = 43  # base64url of 32 bytes, unpadded
+SESSION_OFFER_MEMBERS: Final = frozenset({"v", "k"})
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _is_int(value: Any) -> bool:
@@ -122,6 +128,25 @@ def _check_request(body: Mapping[str, Any]) -> None:
         _check_audit_page(body["input"])
     if "dlg" in body:
         _check_dlg(op, body["dlg"])
+    if "ses" in body:
+        _check_offer(op, body["ses"])
+
+
+def _check_offer(op: str, offer: Any) -> None:
+    if op not in DLG_OPS:
+        raise _bad("ses", "absent: a session-key offer goes with Thing operations only")
+    expected = f'{{"v": {SESSION_VERSION}, "k": base64url of 32 bytes}}'
+    if not isinstance(offer, dict) or set(offer) != SESSION_OFFER_MEMBERS:
+        raise _bad("ses", expected)
+    key = offer["k"]
+    if (
+        offer["v"] != SESSION_VERSION
+        or isinstance(offer["v"], bool)
+        or not isinstance(key, str)
+        or len(key) != SESSION_SECRET_B64_LEN
+        or not _B64URL.fullmatch(key)
+    ):
+        raise _bad("ses", expected)
 
 
 def _check_audit_page(page: Any) -> None:

@@ -66,6 +66,9 @@ class Opened:
 
     sender: PublicIdentity
     claims: dict[str, Any]
+    #: The session id when the message came as a session frame (docs/protocol.md §8), else
+    #: None: a sealed message, signed by `sender`.
+    session: str | None = None
 
     @property
     def typ(self) -> str:
@@ -158,7 +161,7 @@ def open_sealed(
     now = time.time() if now is None else now
     inner = _decrypt(token, recipient)
     sender, claims = _verify(inner)
-    _check_claims(claims, sender, recipient.public, now, leeway)
+    check_claims(claims, sender, recipient.public, now, leeway)
     if replay is not None:
         replay.check_and_add(sender.id, claims["jti"], claims["exp"], now)
     return Opened(sender=sender, claims=claims)
@@ -249,7 +252,7 @@ def _int_claim(claims: dict[str, Any], name: str) -> int:
     return value
 
 
-def _check_claims(
+def check_claims(
     claims: dict[str, Any],
     sender: PublicIdentity,
     recipient: PublicIdentity,

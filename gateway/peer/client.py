@@ -26,7 +26,7 @@ import aiohttp
 
 from gateway.errors import MessageError
 from gateway.identity import KeyPair, PublicIdentity
-from gateway.messages import Opened, ReplayCache, new_jti, open_sealed, seal
+from gateway.messages import Opened, ReplayCache, new_jti
 from gateway.messages.claims import DLG_OPS
 from gateway.peer import wire
 from gateway.peer.errors import (
@@ -35,6 +35,7 @@ from gateway.peer.errors import (
     PeerRequestError,
     PeerTimeoutError,
 )
+from gateway.peer.sessionkeys import RESEND_CODES, PeerKeys
 from gateway.peer.streams import PeerEvent, PeerStream
 from gateway.reach.link import Link, LinkFrameError, WsLink
 from gateway.text import clean
@@ -87,6 +88,9 @@ class PeerConnection:
         #: The delegation chain (link texts, first first) sent with every Thing operation, for
         #: a key that holds no grant of its own (docs/acl.md "Delegation"); () for none.
         self.delegation: tuple[str, ...] = ()
+        #: Session keys (docs/protocol.md §8): after the first sealed Thing request, later ones
+        #: go as session frames. Set `session_keys.enabled = False` to seal every message.
+        self.session_keys = PeerKeys(key, gateway)
         self._link = link
         self._pending: dict[str, _Pending] = {}
         self._by_digest: dict[str, str] = {}  # frame digest -> jti, for plain refusals
@@ -204,18 +208,32 @@ class PeerConnection:
             body["dlg"] = list(self.delegation)
         jti = new_jti() if jti is None else jti
         limit = self.request_timeout if timeout_s is None else timeout_s
-        future = await self._send(body, jti)
         try:
             async with asyncio.timeout(limit):
-                return await future
+                return await self._exchange(body, jti)
         except TimeoutError:
             raise PeerTimeoutError(
                 f"no answer to {op} from the gateway within {limit:g} s"
             ) from None
-        finally:
-            pending = self._pending.pop(jti, None)
-            if pending is not None:
-                self._by_digest.pop(pending.digest, None)
+
+    async def _exchange(self, body: dict[str, Any], jti: str) -> Reply:
+        for attempt in (1, 2):
+            future, via_session = await self._send(body, jti)
+            try:
+                return await future
+            except PeerRequestError as exc:
+                if attempt == 2 or not via_session or exc.code not in RESEND_CODES:
+                    raise
+                # The gateway no longer knows our session key (it lost it, or its TTL ran out
+                # first): forget it and send the request again, sealed. The same jti is fine:
+                # the frame was refused before the gateway's replay cache recorded it.
+                self.session_keys.drop(self._link)
+            finally:
+                self.session_keys.finished(jti)
+                pending = self._pending.pop(jti, None)
+                if pending is not None:
+                    self._by_digest.pop(pending.digest, None)
+        raise AssertionError("unreachable")  # pragma: no cover: the loop returns or raises
 
     async def close(self) -> None:
         """Close the connection; pending requests and streams fail. Idempotent."""
@@ -257,11 +275,12 @@ class PeerConnection:
             del self._streams[stream.jti]
 
     # ------------------------------------------------------------------ sending
-    async def _send(self, body: dict[str, Any], jti: str) -> asyncio.Future[Reply]:
+    async def _send(self, body: dict[str, Any], jti: str) -> tuple[asyncio.Future[Reply], bool]:
         if self._error is not None:
             raise PeerConnectionError(str(self._error), code=self._error.code)
+        link = self._link
         try:
-            frame = seal(body, sender=self.key, recipient=self.gateway, typ="request", jti=jti)
+            frame, via_session = self.session_keys.frame(body, jti, link)
         except MessageError as exc:  # we would send what the gateway refuses: don't
             status = wire.refusal_status(exc.code)
             raise PeerRequestError(exc.code, f"not sent: {exc}", status) from None
@@ -271,13 +290,13 @@ class PeerConnection:
         self._by_digest[digest] = jti
         try:
             async with self._send_lock, asyncio.timeout(SEND_TIMEOUT_S):
-                await self._link.send(frame)
+                await link.send(frame)
         except (TimeoutError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             self._pending.pop(jti, None)
             self._by_digest.pop(digest, None)
             why = clean(str(exc)) or type(exc).__name__
             raise PeerConnectionError(f"cannot send to the gateway: {why}") from None
-        return future
+        return future, via_session
 
     # ------------------------------------------------------------------ receiving
     def _read_on(self, link: Link) -> None:
@@ -324,26 +343,29 @@ class PeerConnection:
                     break
                 if frame is None:
                     break
-                self._on_frame(frame)
+                self._on_frame(frame, link)
             code = link.close_code
             if code is not None:
                 reason = f"{reason} (WebSocket close code {code})"
         finally:
+            self.session_keys.drop(link)
             if link is self._link:  # an old link closing after `adopt` fails nothing
                 self._fail_all(PeerConnectionError(reason))
 
-    def _on_frame(self, frame: str) -> None:
+    def _on_frame(self, frame: str, link: Link) -> None:
         if frame.startswith("{"):
             self._on_plain_error(frame)
             return
         try:
-            msg = open_sealed(frame, recipient=self.key, replay=self._replay)
+            msg = self.session_keys.open(frame, link, self._replay)
         except MessageError as exc:
             log.warning("dropped a frame from %s: %s", clean(self.url), exc.code)
             return
         if msg.sender.id != self.gateway.id:
             log.warning("dropped a message from %s: not the gateway's key", clean(msg.sender.id))
             return
+        if msg.typ in ("reply", "error"):
+            self.session_keys.answered(msg, link)
         if msg.typ == "reply":
             claims = msg.claims
             self._settle(claims["re"], Reply(claims["status"], claims.get("output")))

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe, jws
+from joserfc.jwk import OctKey
 
 from device_drivers.companion.hub import CompanionHub, Timing
 from device_drivers.errors import StreembitError
@@ -38,9 +39,10 @@ from gateway.cli.peer_net import json_arg
 from gateway.config import default_config, load_config
 from gateway.errors import RequestError
 from gateway.identity import KeyPair, PublicIdentity, load_public
-from gateway.messages.codec import json_bytes
+from gateway.messages.codec import json_bytes, json_object
 from gateway.messages.keys import private_key, public_key
 from gateway.messages.seal import JWE_CTY, JWS_TYP, open_sealed, seal
+from gateway.messages.sessionkeys import TO_GATEWAY, SessionKeys, derive_key, parse_announcement
 from gateway.p2p import make_contact_record, verify_record
 from gateway.p2p.reachwire import (
     parse_dialback_args,
@@ -165,6 +167,7 @@ def _sealed() -> list[Target]:
         {"op": "invokeaction", "thing": "front-door", "name": "lock", "input": {"a": [1, "x"]}},
         {"op": "aclpush", "input": "a.b.c"},
         {"op": "things"},
+        {"op": "things", "ses": {"v": 1, "k": "A" * 43}},
     ]
     tokens = [
         seal(b, sender=peer, recipient=gw.public, typ="request", now=NOW).encode() for b in bodies
@@ -216,6 +219,63 @@ def _sealed() -> list[Target]:
         Target("sealed/token", tokens, lambda d: d, open_),
         Target("sealed/claims", claims, from_claims, open_),
         Target("sealed/header", [json_bytes(inner_header)], from_header, open_),
+    ]
+
+
+# -- session-key frames (docs/protocol.md §8) ---------------------------------------------------
+def _sessions() -> list[Target]:
+    gw, peer = keypair(1), keypair(2)
+    secret, sid = bytes(range(32)), _b64(bytes(16))
+    g_end = SessionKeys.derive(
+        secret, sid, role="gateway", local=gw.public, remote=peer.public, ttl_s=600
+    )
+    p_end = SessionKeys.derive(
+        secret, sid, role="peer", local=peer.public, remote=gw.public, ttl_s=600
+    )
+    bodies: list[dict[str, Any]] = [
+        {"op": "readproperty", "thing": "living-room", "name": "temperature"},
+        {"op": "invokeaction", "thing": "front-door", "name": "lock", "input": {"a": [1]}},
+        {"op": "things", "dlg": ["a.b.c"]},
+    ]
+    frames = [p_end.seal(b, "request", now=NOW).encode() for b in bodies]
+    claims = [
+        json_bytes(
+            {
+                "iss": peer.id,
+                "aud": gw.id,
+                "iat": NOW,
+                "exp": NOW + 30,
+                "typ": "request",
+                "jti": "A" * 22,
+                **b,
+            }
+        )
+        for b in bodies
+    ]
+    key = OctKey.import_key(derive_key(secret, sid, TO_GATEWAY, peer.id, gw.id))
+    reg = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
+    header = {"alg": "dir", "enc": "A256GCM", "kid": sid, "cty": "streembit-msg+json"}
+
+    def open_(token: bytes) -> object:
+        return g_end.open(token, replay=None, now=NOW)
+
+    def from_claims(data: bytes) -> bytes:
+        if len(data) > 48 * 1024:
+            raise Skip
+        return jwe.encrypt_compact(header, data, key, registry=reg).encode()
+
+    def announcement(data: bytes) -> object:
+        return parse_announcement(json_object(data, "ses"))
+
+    return [
+        Target("session/frame", frames, lambda d: d, open_),
+        Target("session/claims", claims, from_claims, open_),
+        Target(
+            "session/announcement",
+            [b'{"id":"' + b"A" * 22 + b'","ttl":600}'],
+            lambda d: d,
+            announcement,
+        ),
     ]
 
 
@@ -536,6 +596,7 @@ def make_targets(work: Path) -> list[Target]:
         _http_body(),
         *_tokens(),
         *_sealed(),
+        *_sessions(),
         *_records(),
         *_acls(),
         *_qr(),

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from gateway.bindings.p2p.keyring import Keyring
 from gateway.codes import Answer, Code, Scope
 from gateway.errors import MessageError
-from gateway.identity import KeyPair
-from gateway.messages import Opened, open_sealed
+from gateway.messages import Opened
 from gateway.requests import Request
 from gateway.text import clean
 
@@ -31,15 +31,16 @@ _AFTER_SIGNATURE: Final = frozenset(
 _NO_TIME_CHECK_S: Final = 100 * 365 * 86_400
 
 
-def verified_origin(frame: str, exc: MessageError, recipient: KeyPair) -> Opened | None:
-    """The verified sender and claims of a message refused after its signature; else None.
+def verified_origin(frame: str, exc: MessageError, keyring: Keyring) -> Opened | None:
+    """The verified sender and claims of a message refused after its signature (or, for a
+    session frame, after its decryption); else None.
 
     The result must only be used to address and audit the refusal.
     """
     if exc.code not in _AFTER_SIGNATURE:
         return None
     try:
-        return open_sealed(frame, recipient=recipient, replay=None, leeway=_NO_TIME_CHECK_S)
+        return keyring.open(frame, None, leeway=_NO_TIME_CHECK_S)
     except MessageError:
         return None
 

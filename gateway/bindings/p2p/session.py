@@ -3,7 +3,8 @@ admission of every frame, answers, owned tasks.
 
 Per text frame, cheapest check first:
 1. rate limit by connection and by remote address (before any parsing: garbage is cheap);
-2. `open_sealed` (size, format, headers, decryption, signature, claims, replay);
+2. `open_sealed` (size, format, headers, decryption, signature, claims, replay), or for a
+   session frame the session's own opening (`keyring.Keyring`, docs/protocol.md §8);
 3. only requests are served; a verified reply/event/error is refused without an answer (two
    gateways never bounce errors at each other);
 4. rate limit by the verified sender (ids are free to mint, so this comes after the signature);
@@ -27,12 +28,13 @@ from aiohttp import WSCloseCode
 
 from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.context import P2PContext
+from gateway.bindings.p2p.keyring import Keyring
 from gateway.bindings.p2p.ops import ONE_SHOT, Operations
 from gateway.bindings.p2p.streams import EventPush, StreamKey
 from gateway.codes import Code
 from gateway.errors import MessageError
 from gateway.identity import PublicIdentity
-from gateway.messages import Opened, codes, open_sealed, seal
+from gateway.messages import Opened, codes
 from gateway.peer import wire
 from gateway.reach.link import Link, LinkFrameError
 from gateway.requests import Outcome, Request
@@ -63,6 +65,7 @@ class PeerSession:
         self._flood_run = 0  # consecutive frames refused by the connection/address limit
         self._last_limit_audit = -LIMIT_AUDIT_INTERVAL_S
         self._ops = Operations(self)
+        self.keyring = Keyring(ctx.identity)
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> None:
@@ -131,7 +134,7 @@ class PeerSession:
             return await self._flooded(frame)
         self._flood_run = 0
         try:
-            msg = open_sealed(frame, recipient=ctx.identity, replay=ctx.replay)
+            msg = self.keyring.open(frame, ctx.replay)
         except MessageError as exc:
             await self._refused(frame, exc)
             return True
@@ -141,6 +144,7 @@ class PeerSession:
                 admission.request_of(msg), Outcome(codes.BAD_TYPE, reason=reason)
             )
             return True
+        self.keyring.accept(msg)
         if not ctx.peer_limiter.allow(msg.sender.id):
             await self._audit_limited(admission.request_of(msg), "peer over its message rate")
             await self.send_error(
@@ -173,7 +177,7 @@ class PeerSession:
 
     async def _refused(self, frame: str, exc: MessageError) -> None:
         reason = admission.reason_of(exc)
-        origin = admission.verified_origin(frame, exc, self.ctx.identity)
+        origin = admission.verified_origin(frame, exc, self.keyring)
         log.info("%s from %s: refused a frame: %s (%s)", self.label, self.addr, exc.code, reason)
         if origin is None:
             await self._audit_unopened(exc.code, reason)
@@ -212,20 +216,24 @@ class PeerSession:
         return True
 
     async def send_sealed(self, to: PublicIdentity, typ: str, body: dict[str, Any]) -> bool:
-        """Seal BODY to TO and send it. False if the connection is gone.
+        """Seal BODY to TO (a session frame once TO has a session here) and send it. False if
+        the connection is gone.
 
         A body that cannot be sealed (too large, not JSON) is logged and replaced, for a reply,
         by an error; for an event it is skipped (the subscriber sees a gap in `seq`).
         """
         try:
-            token = seal(body, sender=self.ctx.identity, recipient=to, typ=typ)
+            token, announced = self.keyring.outgoing(to, typ, body)
         except (MessageError, TypeError, ValueError) as exc:
             log.error("%s: cannot seal a %s: %s", self.label, typ, clean(str(exc), 200))
             if typ != "reply":
                 return True
             code = exc.code if isinstance(exc, MessageError) else Code.INTERNAL
             return await self.send_error(to, code, "the answer could not be sealed", re=body["re"])
-        return await self.send_text(token)
+        ok = await self.send_text(token)
+        if ok and announced is not None:
+            self.keyring.sent(announced)
+        return ok
 
     async def send_error(
         self, to: PublicIdentity, code: str, message: str, *, re: str, status: int | None = None
