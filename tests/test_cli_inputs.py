@@ -262,7 +262,7 @@ def test_doctor_without_a_service_suggests_the_demo_or_run(
     units = tmp_path / "units"
     units.mkdir()
     monkeypatch.setattr(doctor, "DEFAULT_CONFIG", tmp_path / "etc" / "gateway.toml")
-    monkeypatch.setattr(doctor, "UNIT_DIRS", (units,))
+    monkeypatch.setattr(doctor.service, "UNIT_DIRS", (units,))
     assert run(GW, "init", "--state", tmp_path / "gw").returncode == 0
     by_name = {c.name: c for c in doctor.run_checks(None, tmp_path / "gw")}
     fix = by_name["gateway"].fix

@@ -75,17 +75,17 @@ def test_broker_check_against_a_real_mosquitto(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with mosquitto(tmp_path, anonymous=False) as port:
-        monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", port))
+        monkeypatch.setattr(doctor.network, "BROKER_DEFAULT", ("127.0.0.1", port))
         (c,) = doctor.check_broker(None, tmp_path)
         assert c.status == "ok" and "refuses anonymous clients" in c.detail
         refused = doctor.mqtt_probe("127.0.0.1", port, "nobody", "wrong")
         assert refused.is_failure and refused.value in doctor.LOGIN_REFUSED, refused
     with mosquitto(tmp_path, anonymous=True) as port:
-        monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", port))
+        monkeypatch.setattr(doctor.network, "BROKER_DEFAULT", ("127.0.0.1", port))
         (c,) = doctor.check_broker(None, tmp_path)
         assert c.status == "warn" and "allow_anonymous false" in c.fix
         assert not doctor.mqtt_probe("127.0.0.1", port).is_failure
-    monkeypatch.setattr(doctor, "BROKER_DEFAULT", ("127.0.0.1", free_port()))
+    monkeypatch.setattr(doctor.network, "BROKER_DEFAULT", ("127.0.0.1", free_port()))
     (c,) = doctor.check_broker(None, tmp_path)
     assert c.status == "warn" and "apt-get install mosquitto" in c.fix
     needed = cfg_with(thing("companion", broker=f"mqtt://127.0.0.1:{free_port()}"))
@@ -95,7 +95,7 @@ def test_broker_check_against_a_real_mosquitto(
 
 def test_broker_probe_of_a_silent_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """Something listens but never answers CONNECT: a named timeout, no hang."""
-    monkeypatch.setattr(doctor, "CONNECT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(doctor.network, "CONNECT_TIMEOUT_S", 0.3)
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen()
@@ -131,7 +131,7 @@ async def test_dht_join_through_a_real_node() -> None:
     seed = DhtNode("127.0.0.1", 0)
     await seed.start()
     try:
-        assert await doctor._dht_join("127.0.0.1", [("127.0.0.1", seed.port)]) >= 1
+        assert await doctor.network._dht_join("127.0.0.1", [("127.0.0.1", seed.port)]) >= 1
     finally:
         await seed.stop()
 
