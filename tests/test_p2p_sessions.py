@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -20,8 +21,9 @@ from joserfc.jwk import OctKey
 from gateway.acl import sign_acl, without_subject
 from gateway.bindings.p2p import keyring
 from gateway.identity import KeyPair
-from gateway.messages import Opened, new_jti, open_sealed, seal
+from gateway.messages import Opened, claims, new_jti, open_sealed, seal
 from gateway.messages.sessionkeys import (
+    MIN_SESSION_TTL_S,
     TO_GATEWAY,
     SessionKeys,
     derive_key,
@@ -29,9 +31,11 @@ from gateway.messages.sessionkeys import (
     parse_announcement,
 )
 from gateway.peer import PeerClient, PeerConnection, PeerRequestError
+from gateway.peer.wire import plain_error
 from tests.test_p2p_binding import P2P, Raw, _audited, _connect, clients, p2p, raw  # noqa: F401
 
 UNLOCK = {"op": "invokeaction", "thing": "front-door", "name": "unlock"}
+READ = {"op": "readproperty", "thing": "front-door", "name": "state"}
 
 
 async def _state(p: P2P) -> Any:
@@ -108,7 +112,10 @@ async def _session(peer: Raw, ttl_s: int = keyring.SESSION_TTL_S) -> SessionRaw:
     answer = await peer.recv()
     assert isinstance(answer, Opened) and answer.typ == "reply", answer
     assert answer.claims["output"] == "locked"
-    sid, ttl = parse_announcement(answer.claims["ses"])
+    if ttl_s >= MIN_SESSION_TTL_S:
+        sid, ttl = parse_announcement(answer.claims["ses"])
+    else:  # shorter than a peer accepts: tests of the gateway's expiry take it as it is
+        sid, ttl = answer.claims["ses"]["id"], answer.claims["ses"]["ttl"]
     assert ttl == ttl_s
     keys = SessionKeys.derive(
         secret, sid, role="peer", local=peer.key.public, remote=peer.gw, ttl_s=ttl
@@ -249,7 +256,7 @@ async def test_the_client_resends_sealed_when_the_gateway_lost_its_session(
     assert await conn.read("front-door", "state") == "locked"
     sent, _ = _tap(conn)
     for session in p2p.binding.sessions:  # the gateway forgets every session key
-        session.keyring.keys = None
+        session.keyring.forget()
     assert await conn.invoke("front-door", "unlock") == "unlocked"
     assert sent == ["dir", "ECDH-ES"]  # refused as unknown_session, then sealed with an offer
     assert await conn.read("front-door", "state") == "unlocked"
@@ -267,7 +274,101 @@ async def test_two_peers_on_their_own_connections_have_separate_sessions(
     for _ in range(2):
         assert await user.read("front-door", "state") == "locked"
         assert await owner.read("front-door", "state") == "locked"
-    sids = {s.keyring.keys.sid for s in p2p.binding.sessions if s.keyring.keys is not None}
-    peers = {s.keyring.keys.remote.id for s in p2p.binding.sessions if s.keyring.keys is not None}
+    keys = [s.keyring.keys_of(p.id) for s in p2p.binding.sessions for p in (w.user, w.owner)]
+    sids = {k.sid for k in keys if k is not None}
+    peers = {k.remote.id for k in keys if k is not None}
     assert len(sids) == 2 and peers == {w.user.id, w.owner.id}
     assert isinstance(w.user, KeyPair)
+
+
+@pytest.mark.parametrize(("reoffer", "refusal"), [(True, "unknown_session"), (False, "replayed")])
+async def test_a_forged_refusal_never_runs_a_command_twice(
+    p2p: P2P,  # noqa: F811
+    clients: list[PeerClient],  # noqa: F811
+    reoffer: bool,
+    refusal: str,
+) -> None:
+    """Someone on the path holds a session frame and answers it with a forged plain
+    `unknown_session`: the client resends sealed with the same jti, iat and exp. The held
+    frame, delivered later, is refused: its session was replaced by the resend's new offer,
+    or (no new offer) the replay cache holds its jti until the exp both copies share. The
+    lock moves once."""
+    conn = await _connect(p2p, p2p.r.world.user, clients)
+    assert await conn.read("front-door", "state") == "locked"
+    link = conn._link
+    send = link.send
+    held: list[str] = []
+
+    async def interposed(text: str) -> None:
+        if _alg(text) == "dir" and not held:
+            held.append(text)  # kept back; the client hears a forged refusal instead
+            conn.session_keys.enabled = reoffer
+            conn._on_frame(plain_error("unknown_session", text), link)
+            return
+        await send(text)
+
+    link.send = interposed  # type: ignore[method-assign]
+    assert await conn.invoke("front-door", "unlock") == "unlocked"
+    assert len(held) == 1
+    await send(held[0])  # the held session frame reaches the gateway after all
+    assert await _refusals(p2p, {refusal}) == {refusal}
+    runs = await _audited(
+        p2p, lambda x: x["op"] == "invokeaction" and x["affordance"] == "unlock" and x["allowed"]
+    )
+    assert len(runs) == 1, runs
+    # the session the forged refusal named still opens answers; new requests use a new one
+    assert await conn.read("front-door", "state") == "unlocked"
+    await conn.invoke("front-door", "lock")
+
+
+async def test_the_gateway_answers_with_session_frames_only_once_the_peer_used_the_key(
+    p2p: P2P,  # noqa: F811
+    sraw: SessionRaw,
+) -> None:
+    peer = sraw.raw
+    await peer.ws.send_str(peer.request("readproperty", thing="front-door", name="state"))
+    answer = await sraw.recv()  # announced, but the peer has not shown it holds the key
+    assert isinstance(answer, Opened) and answer.session is None and answer.typ == "reply"
+    await peer.ws.send_str(sraw.keys.seal(READ, "request"))
+    answer = await sraw.recv()
+    assert isinstance(answer, Opened) and answer.session == sraw.keys.sid
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        {"v": 1, "k": "A" * 42 + "B"},  # right shape, not canonical base64url
+        {"v": 1.0, "k": "A" * 43},  # a float is not the version
+    ],
+)
+async def test_an_offer_the_gateway_could_not_use_is_refused_and_audited(
+    p2p: P2P,  # noqa: F811
+    raw: Raw,  # noqa: F811
+    offer: dict[str, Any],
+) -> None:
+    body = {"op": "readproperty", "thing": "front-door", "name": "state", "ses": offer}
+    with mock.patch.object(claims, "check_body", lambda typ, body: None):  # send it anyway
+        token = seal(body, sender=raw.key, recipient=raw.gw, typ="request")
+    await raw.ws.send_str(token)
+    answer = await raw.recv()  # bad_format is answered plain, like any malformed body
+    assert answer == {"error": "bad_format", "status": 400, "frame": answer.get("frame")}
+    assert await _refusals(p2p, {"bad_format"}) == {"bad_format"}
+    await raw.ws.send_str(raw.request("readproperty", thing="front-door", name="state"))
+    answer = await raw.recv()  # the connection is still served
+    assert isinstance(answer, Opened) and answer.claims["output"] == "locked"
+
+
+async def test_another_peers_offer_on_the_same_connection_leaves_a_session_alone(
+    p2p: P2P,  # noqa: F811
+    sraw: SessionRaw,
+) -> None:
+    peer, owner = sraw.raw, p2p.r.world.owner
+    offer, _ = new_offer()
+    body = {"op": "readproperty", "thing": "front-door", "name": "state", "ses": offer}
+    await peer.ws.send_str(seal(body, sender=owner, recipient=peer.gw, typ="request"))
+    msg = await peer.ws.receive(timeout=3.0)  # sealed to the owner: the user cannot open it
+    assert msg.type is aiohttp.WSMsgType.TEXT and _alg(msg.data) == "ECDH-ES"
+    await peer.ws.send_str(sraw.keys.seal(READ, "request"))
+    answer = await sraw.recv()
+    assert isinstance(answer, Opened) and answer.claims["output"] == "locked"
+    assert answer.session == sraw.keys.sid

@@ -29,7 +29,7 @@ from gateway.errors import MessageError
 from gateway.identity import KeyPair, generate_keypair
 from gateway.messages import ReplayCache, seal
 from gateway.messages import sessionkeys as sk
-from gateway.messages.claims import check_body
+from gateway.messages.claims import DLG_OPS, check_body
 from tests.test_messages import keypair_from_jwk
 
 VECTORS = Path(__file__).parent / "vectors" / "sessions.json"
@@ -275,6 +275,8 @@ def test_offer_claim_shape() -> None:
         ({"v": True, "k": offer["k"]}, "things"),
         ({"v": 1, "k": offer["k"][:-1]}, "things"),
         ({"v": 1, "k": offer["k"][:-1] + "="}, "things"),
+        ({"v": 1, "k": "A" * 42 + "B"}, "things"),  # right shape, not canonical
+        ({"v": 1.0, "k": offer["k"]}, "things"),  # the version is the integer 1
         ({"v": 1}, "things"),
         ({"v": 1, "k": offer["k"], "x": 1}, "things"),
         ("k", "things"),
@@ -303,12 +305,31 @@ def test_offer_claim_shape() -> None:
         {"id": "A" * 22, "ttl": True},
         {"id": 5, "ttl": 600},
         {"id": "A" * 22, "ttl": 600, "k": "x"},
+        {"id": "A" * 21 + "B", "ttl": 600},  # not canonical base64url
+        {"id": "A" * 22, "ttl": sk.MIN_SESSION_TTL_S - 1},  # no time left to send on it
+        {"id": "A" * 22, "ttl": 600.0},
     ],
 )
 def test_malformed_announcements_are_refused(value: Any) -> None:
     with pytest.raises(MessageError) as err:
         sk.parse_announcement(value)
     assert err.value.code == "bad_format"
+
+
+def test_session_ops_are_the_thing_operations_only() -> None:
+    assert sk.SESSION_OPS == DLG_OPS  # a delegated peer and a session reach the same ops
+    assert not sk.SESSION_OPS & {"aclpush", "claim", "transfer", "punch", "auditrecords"}
+    assert sk.parse_announcement({"id": "A" * 22, "ttl": sk.MIN_SESSION_TTL_S})[1] > (
+        sk.RENEW_MARGIN_S
+    )
+
+
+def test_a_retired_session_sends_nothing_but_still_opens() -> None:
+    p_end, g_end = _pair()
+    late = g_end.seal({"re": "A" * 22, "status": 200, "output": 1}, "reply")
+    p_end.retire()
+    assert not p_end.usable()
+    assert p_end.open(late, replay=None).claims["output"] == 1
 
 
 def test_frame_alg_dispatch_is_total() -> None:

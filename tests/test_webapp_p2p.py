@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,74 +26,10 @@ from gateway.identity import generate_keypair
 from gateway.p2p.records import make_contact_record, verify_record
 from tests.helpers import GW, PEER, REPO
 from tests.helpers import provision_cli as provision
-from tests.webapp_node import node
+from tests.webapp_node import P2PDriver, start
 
 WEBAPP = REPO / "gateway" / "webapp"
-DRIVER = WEBAPP / "test" / "p2p.mjs"
 DOC = REPO / "docs" / "dht-records.md"
-ANSWER_TIMEOUT_S = 30.0
-
-
-class P2PDriver:
-    """The P2P library in one Node process; answers are matched by id (they may interleave)."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [node("jose", "ws"), str(DRIVER)],
-            cwd=WEBAPP,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.n = 0
-        self.lock = threading.Lock()
-        self.answers: dict[int, dict[str, Any]] = {}
-
-    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        with self.lock:
-            self.n += 1
-            n = self.n
-            self.proc.stdin.write(json.dumps({"id": n, "cmd": cmd, **args}) + "\n")
-            self.proc.stdin.flush()
-            while n not in self.answers:
-                line = self.proc.stdout.readline()
-                if not line:
-                    err = self.proc.stderr.read() if self.proc.stderr else ""
-                    pytest.fail(f"the Node driver died: {err}")
-                out = json.loads(line)
-                self.answers[out["id"]] = out
-            return self.answers.pop(n)
-
-    def ok(self, cmd: str, **args: Any) -> Any:
-        out = self.call(cmd, **args)
-        assert "ok" in out, f"{cmd}: {out.get('error')}"
-        return out["ok"]
-
-    def error(self, cmd: str, **args: Any) -> dict[str, Any]:
-        out = self.call(cmd, **args)
-        assert "error" in out, f"{cmd} should have been refused: {out}"
-        error: dict[str, Any] = out["error"]
-        return error
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
-def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(
-            f"{args[1]} did not start: {proc.stderr.read() if proc.stderr else ''}"
-        )
-    info: dict[str, Any] = json.loads(line)
-    return proc, info
 
 
 @pytest.fixture(scope="module")

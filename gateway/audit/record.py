@@ -51,6 +51,8 @@ class AuditRecord:
 
 def clean(value: object, cap: int = FIELD_CAP) -> str:
     """VALUE as text without control / non-printable characters, at most CAP characters."""
+    if type(value) is str and len(value) <= cap and value.isprintable():
+        return value  # already clean (almost every field of every record): the hot path
     return clean_text(str(value), cap, mark="")
 
 

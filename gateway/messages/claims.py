@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from gateway.b64 import Base64UrlError, b64url_decode
 from gateway.errors import MessageError
 from gateway.messages import codes
 
@@ -138,15 +139,19 @@ def _check_offer(op: str, offer: Any) -> None:
     expected = f'{{"v": {SESSION_VERSION}, "k": base64url of 32 bytes}}'
     if not isinstance(offer, dict) or set(offer) != SESSION_OFFER_MEMBERS:
         raise _bad("ses", expected)
-    key = offer["k"]
+    key, version = offer["k"], offer["v"]
     if (
-        offer["v"] != SESSION_VERSION
-        or isinstance(offer["v"], bool)
+        type(version) is not int  # 1.0 and true are not the version
+        or version != SESSION_VERSION
         or not isinstance(key, str)
         or len(key) != SESSION_SECRET_B64_LEN
         or not _B64URL.fullmatch(key)
     ):
         raise _bad("ses", expected)
+    try:  # canonical form only: the gateway derives its keys from exactly these bytes
+        b64url_decode(key, "session secret")
+    except Base64UrlError:
+        raise _bad("ses", expected) from None
 
 
 def _check_audit_page(page: Any) -> None:

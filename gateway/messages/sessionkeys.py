@@ -62,11 +62,26 @@ SID_BYTES: Final = 16  # the gateway's session id, also the HKDF salt: its own f
 #: thousand frames at the per-peer rate limit (random 96-bit IVs stay far from collisions).
 SESSION_TTL_S: Final = 600
 MAX_SESSION_TTL_S: Final = 3600  # a peer refuses an announcement promising longer
-#: A peer stops using a session this long before the gateway's TTL runs out (one request's
-#: lifetime plus the clock leeway), so no frame of it arrives after the gateway dropped it.
+#: A peer stops using a session this long before the gateway's TTL runs out: one request's
+#: lifetime (the default 30 s) plus two clock leeways, so a frame of it is still accepted
+#: when it arrives. An announced TTL must exceed it to leave any time to send (MIN_SESSION_TTL_S).
 RENEW_MARGIN_S: Final = DEFAULT_TTL_S + 2 * CLOCK_LEEWAY_S
-#: Operations a session frame may carry: the Thing operations (`claims.DLG_OPS`).
-SESSION_OPS: Final = cl.DLG_OPS
+MIN_SESSION_TTL_S: Final = RENEW_MARGIN_S + 1  # a shorter announcement is refused by the peer
+#: Operations a session frame may carry: the Thing operations, listed here on their own so a
+#: new administrative operation can never become sessionable by being added elsewhere.
+SESSION_OPS: Final = frozenset(
+    {
+        "things",
+        "td",
+        "readproperty",
+        "writeproperty",
+        "invokeaction",
+        "observeproperty",
+        "unobserveproperty",
+        "subscribeevent",
+        "unsubscribeevent",
+    }
+)
 INFO_PREFIX: Final = b"streembit-session/1"
 TO_GATEWAY: Final = b"peer-to-gateway"
 TO_PEER: Final = b"gateway-to-peer"
@@ -103,8 +118,10 @@ def parse_announcement(value: Any) -> tuple[str, int]:
     sid, ttl = value["id"], value["ttl"]
     if not isinstance(sid, str) or len(sid) != 22 or not cl.JTI_PATTERN.fullmatch(sid):
         raise _fail(codes.BAD_FORMAT, "ses.id must be base64url of 16 bytes")
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_SESSION_TTL_S:
-        raise _fail(codes.BAD_FORMAT, f"ses.ttl must be 1..{MAX_SESSION_TTL_S} seconds")
+    b64url_decode(sid, "ses.id")  # canonical form only (bad_format)
+    if type(ttl) is not int or not MIN_SESSION_TTL_S <= ttl <= MAX_SESSION_TTL_S:
+        span = f"{MIN_SESSION_TTL_S}..{MAX_SESSION_TTL_S}"
+        raise _fail(codes.BAD_FORMAT, f"ses.ttl must be {span} seconds")
     return sid, ttl
 
 
@@ -175,6 +192,11 @@ class SessionKeys:
     def usable(self) -> bool:
         """Whether this end may still seal a frame on the session."""
         return time.monotonic() < self.send_until
+
+    def retire(self) -> None:
+        """Seal no more frames on the session; frames of it still due are opened until its
+        accept time (a refusal that names it may be forged: it proves nothing)."""
+        self.send_until = 0.0
 
     def seal(
         self,

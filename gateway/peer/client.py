@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -217,17 +218,20 @@ class PeerConnection:
             ) from None
 
     async def _exchange(self, body: dict[str, Any], jti: str) -> Reply:
+        iat = int(time.time())  # one issue time for every frame of this request
         for attempt in (1, 2):
-            future, via_session = await self._send(body, jti)
+            future, via_session = await self._send(body, jti, iat)
             try:
                 return await future
             except PeerRequestError as exc:
                 if attempt == 2 or not via_session or exc.code not in RESEND_CODES:
                     raise
                 # The gateway no longer knows our session key (it lost it, or its TTL ran out
-                # first): forget it and send the request again, sealed. The same jti is fine:
-                # the frame was refused before the gateway's replay cache recorded it.
-                self.session_keys.drop(self._link)
+                # first): stop using it and send the request again, sealed. The refusal is an
+                # unauthenticated plain frame, so the first frame may in truth be held by
+                # someone: the resend carries the same jti, iat and exp, and the gateway
+                # executes at most one of the two (docs/protocol.md §8.4).
+                self.session_keys.retire(self._link)
             finally:
                 self.session_keys.finished(jti)
                 pending = self._pending.pop(jti, None)
@@ -275,12 +279,14 @@ class PeerConnection:
             del self._streams[stream.jti]
 
     # ------------------------------------------------------------------ sending
-    async def _send(self, body: dict[str, Any], jti: str) -> tuple[asyncio.Future[Reply], bool]:
+    async def _send(
+        self, body: dict[str, Any], jti: str, iat: int
+    ) -> tuple[asyncio.Future[Reply], bool]:
         if self._error is not None:
             raise PeerConnectionError(str(self._error), code=self._error.code)
         link = self._link
         try:
-            frame, via_session = self.session_keys.frame(body, jti, link)
+            frame, via_session = self.session_keys.frame(body, jti, link, iat)
         except MessageError as exc:  # we would send what the gateway refuses: don't
             status = wire.refusal_status(exc.code)
             raise PeerRequestError(exc.code, f"not sent: {exc}", status) from None
@@ -402,8 +408,9 @@ class PeerConnection:
         error = PeerRequestError(claims["code"], claims.get("message", ""), status)
         re = claims.get("re")
         if claims["code"] == "replayed" and isinstance(re, str) and re in self._pending:
-            # We never send a jti twice: someone on the path (a relay) replayed our frame. The
-            # gateway refused the copy; the answer to the original is still to come.
+            # A jti goes out twice only as the sealed resend of a refused session frame, with
+            # the same iat and exp; otherwise someone on the path (a relay) replayed our frame.
+            # Either way the gateway refused a copy; the answer to the one it ran is to come.
             log.warning("a copy of our request was replayed on the way; the gateway refused it")
             return
         if not isinstance(re, str):

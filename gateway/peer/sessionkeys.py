@@ -44,13 +44,18 @@ class PeerKeys:
         self._offer: tuple[int, str, bytes] | None = None  # (id(link), jti, secret)
         self._declined: set[int] = set()  # links whose gateway did not announce a session
 
-    def frame(self, body: dict[str, Any], jti: str, link: Link) -> tuple[str, bool]:
-        """The request frame for BODY on LINK, and whether it is a session frame."""
+    def frame(self, body: dict[str, Any], jti: str, link: Link, iat: int) -> tuple[str, bool]:
+        """The request frame for BODY on LINK, and whether it is a session frame.
+
+        IAT is the request's issue time: every frame of one request (jti) carries the same
+        iat and exp, so at most one of them is ever executed (the replay cache holds the jti
+        until that exp, and after it every copy is expired).
+        """
         lid = id(link)
         keys = self._keys.get(lid)
         thing_op = body.get("op") in SESSION_OPS
         if keys is not None and thing_op and self.enabled and keys.usable():
-            return keys.seal(body, "request", jti=jti), True
+            return keys.seal(body, "request", jti=jti, now=iat), True
         if self.enabled and thing_op and self._offer is None and lid not in self._declined:
             offer, secret = new_offer()
             frame = seal(
@@ -59,10 +64,12 @@ class PeerKeys:
                 recipient=self.gateway,
                 typ="request",
                 jti=jti,
+                now=iat,
             )
             self._offer = (lid, jti, secret)
             return frame, False
-        return seal(body, sender=self.key, recipient=self.gateway, typ="request", jti=jti), False
+        frame = seal(body, sender=self.key, recipient=self.gateway, typ="request", jti=jti, now=iat)
+        return frame, False
 
     def open(self, frame: str, link: Link, replay: ReplayCache) -> Opened:
         """Open a frame that came on LINK; `MessageError` when refused."""
@@ -98,7 +105,14 @@ class PeerKeys:
         if self._offer is not None and self._offer[1] == jti:
             self._offer = None
 
+    def retire(self, link: Link) -> None:
+        """Send nothing more on LINK's session (a refusal named it), but still open answers
+        of it until they expire: an unauthenticated refusal must not cost real answers."""
+        keys = self._keys.get(id(link))
+        if keys is not None:
+            keys.retire()
+
     def drop(self, link: Link) -> None:
-        """Forget LINK's session (refused by the gateway, or the link is gone)."""
+        """Forget LINK's session (the link is gone)."""
         self._keys.pop(id(link), None)
         self._declined.discard(id(link))

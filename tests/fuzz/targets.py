@@ -35,13 +35,14 @@ from gateway.acl.dlg_verify import verify_chain
 from gateway.acl.model import MAX_ACL_BYTES
 from gateway.auth.tokens import TokenVerifier, issue_token
 from gateway.bindings.http.server import HttpBinding
+from gateway.bindings.p2p.keyring import Keyring
 from gateway.cli.peer_net import json_arg
 from gateway.config import default_config, load_config
 from gateway.errors import RequestError
 from gateway.identity import KeyPair, PublicIdentity, load_public
 from gateway.messages.codec import json_bytes, json_object
 from gateway.messages.keys import private_key, public_key
-from gateway.messages.seal import JWE_CTY, JWS_TYP, open_sealed, seal
+from gateway.messages.seal import JWE_CTY, JWS_TYP, Opened, open_sealed, seal
 from gateway.messages.sessionkeys import TO_GATEWAY, SessionKeys, derive_key, parse_announcement
 from gateway.p2p import make_contact_record, verify_record
 from gateway.p2p.reachwire import (
@@ -267,6 +268,26 @@ def _sessions() -> list[Target]:
     def announcement(data: bytes) -> object:
         return parse_announcement(json_object(data, "ses"))
 
+    # the gateway's dispatch: a connection's keyring with one accepted session (looked up by
+    # the frame's kid), sealed messages for everything else
+    ring = Keyring(gw, ttl_s=365 * 86400)  # never expires while the fuzzer runs
+    offer = {"v": 1, "k": _b64(secret)}
+    ring.accept(Opened(peer.public, {"typ": "request", "jti": "B" * 22, "ses": offer}))
+    ring_keys = ring.keys_of(peer.id)
+    if ring_keys is None:  # pragma: no cover: accept always starts a session for an offer
+        raise RuntimeError("the keyring did not accept the offer")
+    ring_seeds = [
+        SessionKeys.derive(
+            secret, ring_keys.sid, role="peer", local=peer.public, remote=gw.public, ttl_s=600
+        )
+        .seal(bodies[0], "request", now=NOW)
+        .encode(),
+        seal(bodies[1], sender=peer, recipient=gw.public, typ="request", now=NOW).encode(),
+    ]
+
+    def ring_open(token: bytes) -> object:
+        return ring.open(token.decode("latin-1"), None, leeway=100 * 365 * 86400)  # seeds are old
+
     return [
         Target("session/frame", frames, lambda d: d, open_),
         Target("session/claims", claims, from_claims, open_),
@@ -276,6 +297,7 @@ def _sessions() -> list[Target]:
             lambda d: d,
             announcement,
         ),
+        Target("session/keyring", ring_seeds, lambda d: d, ring_open),
     ]
 
 

@@ -31,6 +31,7 @@ from gateway.bindings.p2p import admission
 from gateway.bindings.p2p.streams import EventPush, StreamKey
 from gateway.codes import Code
 from gateway.messages import Opened
+from gateway.messages.sessionkeys import SESSION_OPS
 from gateway.peer import wire
 from gateway.provisioning.claim import process_claim
 from gateway.provisioning.setup_code import SetupCodeStore
@@ -67,7 +68,10 @@ class Operations:
 
     async def dispatch(self, msg: Opened) -> None:
         op = msg.claims["op"]
-        if op in ONE_SHOT:
+        if msg.session is not None and op not in SESSION_OPS:  # opening refuses it already
+            reason = f"op {clean(op, 32)!r} needs a sealed message"
+            await self._refuse(msg, Outcome(Code.NEEDS_SIGNATURE, reason=reason))
+        elif op in ONE_SHOT:
             await self._one_shot(msg)
         elif op in ("observeproperty", "subscribeevent"):
             await self._open_stream(msg)

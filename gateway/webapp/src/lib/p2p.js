@@ -3,6 +3,9 @@
 // Every request is sealed to the gateway's key (sealed.js) with a fresh jti; an answer counts
 // only if it opens with our key, comes from the gateway's key and names that jti in `re`.
 // Plain refusals {"error","status","frame"} fail the request whose frame digest they name.
+// Session keys (docs/protocol.md §8, sessions.js): the first Thing request of a connection
+// offers a session; once the gateway's sealed answer announces it, Thing requests go as session
+// frames (admin operations stay sealed); `conn.sessionKeys = false` seals everything.
 // Uses only the standard WebSocket API (a constructor can be injected: Node tests).
 //
 //   const conn = await P2PConnection.connect("ws://203.0.113.7:8765/p2p", key, gatewayJwk);
@@ -15,6 +18,7 @@ import { GatewayError } from "./http.js";
 import { keyId } from "./keys.js";
 import { LibError, b64uEncode, subtle, utf8 } from "./util.js";
 import { DLG_OPS, ReplayCache, newJti, openSealed, seal } from "./sealed.js";
+import { SESSION_ALG, SessionKeys, frameAlg, newOffer, parseAnnouncement } from "./sessions.js";
 import { findGateway } from "./find.js";
 
 export const REQUEST_TIMEOUT_MS = 10_000; // the gateway answers in ms; a lock needs ~1 s
@@ -25,6 +29,8 @@ export const DIGEST_CHARS = 22;
 export const MAX_PLAIN_ERROR_BYTES = 512;
 const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
 const TDS_REUSE_MS = 5000;
+/** Refusals of a session frame after which the request is sent again, sealed, once. */
+const RESEND_CODES = ["unknown_session", "session_expired"];
 
 /** The digest a plain refusal names a frame by: base64url SHA-256 of its bytes, 22 characters. */
 export async function frameDigest(frame) {
@@ -105,8 +111,13 @@ export class P2PConnection {
     return new P2PConnection(won.ws, key, gatewayJwk, gatewayId, won.url, opts);
   }
 
-  constructor(ws, key, gatewayJwk, gatewayId, url, { requestTimeoutMs = REQUEST_TIMEOUT_MS, delegation = null } = {}) {
+  constructor(ws, key, gatewayJwk, gatewayId, url, { requestTimeoutMs = REQUEST_TIMEOUT_MS, delegation = null, sessionKeys = true } = {}) {
     this.ws = ws;
+    /** Offer and use session keys (docs/protocol.md §8); false: every request is sealed. */
+    this.sessionKeys = sessionKeys;
+    this.session = null; // SessionKeys once the gateway announced one
+    this._offer = null; // {jti, secret}: the one outstanding offer
+    this._declined = false; // the gateway answered an offer without a session: keep sealing
     /** A delegation chain (links, first first) sent as claim `dlg` with every Thing operation. */
     this.delegation = delegation && delegation.length ? [...delegation] : null;
     this.key = key;
@@ -142,20 +153,53 @@ export class P2PConnection {
     if (input !== undefined) body.input = input;
     if (this.delegation && DLG_OPS.includes(op)) body.dlg = this.delegation;
     const id = jti || newJti();
-    let frame;
+    const limit = timeoutMs ?? this.requestTimeoutMs;
+    const deadline = Date.now() + limit;
+    const iat = Math.floor(Date.now() / 1000); // one issue time for every frame of this request
+    for (let attempt = 1; ; attempt++) {
+      const { frame, session } = await this._frame(body, id, attempt === 1, iat);
+      try {
+        return await this._send(frame, id, op, limit, deadline);
+      } catch (err) {
+        // The gateway no longer knows our session (it lost it, or its TTL ran out first): stop
+        // using it and send the request again, sealed. The refusal is an unauthenticated plain
+        // frame, so the first frame may in truth be held by someone: the resend carries the
+        // same jti, iat and exp, and the gateway runs at most one of them (protocol §8.4).
+        if (attempt > 1 || !session || !RESEND_CODES.includes(err.code)) throw err;
+        session.retire();
+      } finally {
+        if (this._offer && this._offer.jti === id) this._offer = null; // unanswered: may offer again
+      }
+    }
+  }
+
+  /** The frame of request BODY: {frame, session} (the SessionKeys it went on, else null). */
+  async _frame(body, jti, mayUseSession, now) {
+    const thingOp = DLG_OPS.includes(body.op);
+    const s = this.session;
+    const args = { sender: this.key, recipientJwk: this.gatewayJwk, typ: "request", jti, now };
     try {
-      frame = await seal(body, { sender: this.key, recipientJwk: this.gatewayJwk, typ: "request", jti: id });
+      if (this.sessionKeys && thingOp && mayUseSession && s && s.usable()) return { frame: await s.seal(body, "request", { jti, now }), session: s };
+      if (this.sessionKeys && thingOp && !this._offer && !this._declined) {
+        const { offer, secret } = newOffer();
+        this._offer = { jti, secret };
+        return { frame: await seal({ ...body, ses: offer }, args), session: null };
+      }
+      return { frame: await seal(body, args), session: null };
     } catch (err) {
+      if (this._offer && this._offer.jti === jti) this._offer = null;
       throw gwError(err); // we would send what the gateway refuses: don't
     }
+  }
+
+  async _send(frame, id, op, limit, deadline) {
     const digest = await frameDigest(frame);
     if (this.error) throw this.error;
-    const limit = timeoutMs ?? this.requestTimeoutMs;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._forget(id);
         reject(new GatewayError(0, "timeout", `no answer to ${op} from the gateway within ${limit / 1000} s`));
-      }, limit);
+      }, Math.max(0, deadline - Date.now()));
       this._pending.set(id, { resolve, reject, digest, timer });
       this._byDigest.set(digest, id);
       try {
@@ -236,13 +280,17 @@ export class P2PConnection {
     }
     let msg;
     try {
-      msg = await openSealed(data, { recipient: this.key, replay: this._replay });
+      const s = this.session;
+      msg = s && frameAlg(data) === SESSION_ALG
+        ? await s.open(data, { replay: this._replay })
+        : await openSealed(data, { recipient: this.key, replay: this._replay });
     } catch {
       this.dropped += 1; // not for us, tampered, expired: never acted on
       return;
     }
     if (msg.sender.id !== this.gatewayId) { this.dropped += 1; return; }
     const c = msg.claims;
+    if (c.typ === "reply" || c.typ === "error") await this._answered(msg);
     if (c.typ === "reply") {
       this._settle(c.re, { status: c.status, output: c.output === undefined ? null : c.output });
     } else if (c.typ === "error") {
@@ -256,6 +304,20 @@ export class P2PConnection {
       if (s && s.active) {
         try { s.onValue(c.data === undefined ? null : c.data, { id: String(c.seq), name: c.name, seq: c.seq }); } catch { /* the caller's problem */ }
       }
+    }
+  }
+
+  /** Take the session announcement from the sealed answer to our offer, if MSG is that answer. */
+  async _answered(msg) {
+    const offer = this._offer;
+    if (!offer || msg.claims.re !== offer.jti || msg.session) return;
+    this._offer = null;
+    if (!("ses" in msg.claims)) { this._declined = true; return; } // no sessions at this gateway
+    try {
+      const { sid, ttl } = parseAnnouncement(msg.claims.ses);
+      this.session = await SessionKeys.derive(offer.secret, sid, { role: "peer", localId: this.key.id, remoteId: this.gatewayId, ttl });
+    } catch {
+      this._declined = true; // a malformed announcement: keep sealing
     }
   }
 
@@ -289,12 +351,12 @@ const unsupported = (what) => Promise.reject(new GatewayError(0, "unsupported_op
  * where the protocol has the operation; the others refuse with unsupported_op.
  */
 export class GatewayP2P {
-  constructor(key, gatewayId, { lookup = [], WebSocketImpl, requestTimeoutMs, connectTimeoutMs, lookupTimeoutMs, delegation = null } = {}) {
+  constructor(key, gatewayId, { lookup = [], WebSocketImpl, requestTimeoutMs, connectTimeoutMs, lookupTimeoutMs, delegation = null, sessionKeys } = {}) {
     this.key = key;
     this.gatewayId = gatewayId;
     this.lookup = lookup;
     this.delegation = delegation && delegation.length ? [...delegation] : null; // claim `dlg`
-    this.opts = { WebSocketImpl, requestTimeoutMs, timeoutMs: connectTimeoutMs, delegation: this.delegation };
+    this.opts = { WebSocketImpl, requestTimeoutMs, timeoutMs: connectTimeoutMs, delegation: this.delegation, sessionKeys };
     this.lookupOpts = { WebSocketImpl, timeoutMs: lookupTimeoutMs };
     this.record = null; // the verified contact record of the last connection
     this.conn = null;

@@ -25,7 +25,7 @@ export const OPS = {
   things: [], td: ["thing"], readproperty: ["thing", "name"], writeproperty: ["thing", "name", "input"],
   invokeaction: ["thing", "name"], observeproperty: ["thing", "name"], unobserveproperty: ["thing", "name"],
   subscribeevent: ["thing", "name"], unsubscribeevent: ["thing", "name"], aclpush: ["input"],
-  claim: ["input"], transfer: ["input"], punch: ["input"],
+  claim: ["input"], transfer: ["input"], punch: ["input"], auditcheckpoint: [], auditrecords: [],
 };
 const JWE_MEMBERS = ["alg", "enc", "epk", "kid", "cty", "apu", "apv"];
 const JWS_MEMBERS = ["alg", "typ", "jwk", "kid"];
@@ -36,6 +36,11 @@ export const DLG_OPS = ["things", "td", "readproperty", "writeproperty", "invoke
 const MAX_DLG_LINKS = 4;
 const MAX_DLG_LINK_BYTES = 4096;
 const MAX_NAME_LEN = 256;
+const MAX_AUDIT_PAGE = 500;
+const MAX_AUDIT_ID = 2 ** 63 - 1; // SQLite's largest row id (claims.py MAX_AUDIT_ID)
+/** The `ses` claim of a sealed Thing request: a session-key offer (docs/protocol.md §8). */
+export const SESSION_VERSION = 1;
+const SESSION_SECRET = /^[A-Za-z0-9_-]{43}$/; // base64url of 32 bytes
 
 export const newJti = () => randomB64u(16);
 
@@ -71,12 +76,29 @@ export function checkBody(typ, body) {
     for (const f of OPS[op]) if (f === "input") need(body, "input"); else nameField(body, f);
     if ((op === "aclpush" || op === "transfer") && typeof body.input !== "string") throw badField("input", `a compact JWS for op ${op}`);
     if (op === "punch" && !isObject(body.input)) throw badField("input", "an object for op punch");
+    if (op === "auditrecords" && "input" in body) {
+      const page = body.input;
+      const expected = `{"after": ROW_ID >= 0, "limit": 1..${MAX_AUDIT_PAGE}} (both optional) for op auditrecords`;
+      if (!isObject(page) || Object.keys(page).some((k) => k !== "after" && k !== "limit")) throw badField("input", expected);
+      const { after = 0, limit = MAX_AUDIT_PAGE } = page;
+      if (!Number.isInteger(after) || after < 0 || after > MAX_AUDIT_ID) throw badField("input", expected);
+      if (!isInt(limit) || limit < 1 || limit > MAX_AUDIT_PAGE) throw badField("input", expected);
+    }
     if ("dlg" in body) {
       if (!DLG_OPS.includes(op)) throw badField("dlg", "absent: a delegation chain goes with Thing operations only");
       const d = body.dlg;
       if (!Array.isArray(d) || !d.length || d.length > MAX_DLG_LINKS || !d.every((x) => typeof x === "string" && x && x.length <= MAX_DLG_LINK_BYTES)) {
         throw badField("dlg", `a list of 1..${MAX_DLG_LINKS} delegation links (compact JWS)`);
       }
+    }
+    if ("ses" in body) { // claims.py _check_offer
+      if (!DLG_OPS.includes(op)) throw badField("ses", "absent: a session-key offer goes with Thing operations only");
+      const s = body.ses;
+      const expected = `{"v": ${SESSION_VERSION}, "k": base64url of 32 bytes}`;
+      if (!isObject(s) || Object.keys(s).sort().join() !== "k,v" || s.v !== SESSION_VERSION || typeof s.k !== "string" || !SESSION_SECRET.test(s.k)) {
+        throw badField("ses", expected);
+      }
+      try { b64uDecode(s.k, "session secret"); } catch { throw badField("ses", expected); } // canonical only
     }
   } else if (typ === "reply") {
     checkJti(need(body, "re"), "re");
@@ -196,7 +218,7 @@ async function verify(inner) {
   return { sender: { id, jwk }, claims: parseJsonObject(text, "claims") };
 }
 
-function checkClaims(claims, sender, recipient, now, leeway) {
+export function checkClaims(claims, sender, recipient, now, leeway) {
   for (const name of ENVELOPE_CLAIMS) if (!(name in claims)) throw missing(name);
   if (claims.iss !== sender.id) throw fail("issuer_mismatch", "iss is not the thumbprint of the signing key");
   if (claims.aud !== recipient.id) throw fail("wrong_audience", "message is addressed to another peer");
