@@ -30,8 +30,6 @@ from gateway.acl import AclStore
 from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.auth import TokenVerifier
 from gateway.bindings.http import HttpBinding
-from gateway.bindings.mqtt import MqttBinding
-from gateway.bindings.p2p import P2PBinding
 from gateway.companion.broker import things_root
 from gateway.companion.setup import CompanionSetup, broker_url
 from gateway.config import GatewayConfig
@@ -42,7 +40,6 @@ from gateway.ops.presence import Presence
 from gateway.ops.sdnotify import Notifier
 from gateway.ops.sysaudit import ACL_POLL_S, AUDIT_RETRY_CAP_S, SystemAudit
 from gateway.ops.view import GatewayView
-from gateway.p2p import DhtNode
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
@@ -52,6 +49,9 @@ from gateway.wot import build_directory_td, build_td, td_digest
 from gateway.wot.td import MqttForms
 
 if TYPE_CHECKING:  # imported when P2P starts (the gateway's RSS without P2P)
+    from gateway.bindings.mqtt import MqttBinding
+    from gateway.bindings.p2p import P2PBinding
+    from gateway.p2p import DhtNode
     from gateway.reach.manager import Reach
     from gateway.reach.relay import RelayService
 
@@ -267,6 +267,10 @@ class Gateway:
 
     async def _start_p2p(self) -> None:
         """The sealed-message WebSocket, then the DHT node, then our signed contact record."""
+        # The P2P side is loaded only when it is on (about 2 MB of RSS for an HTTP-only gateway)
+        from gateway.bindings.p2p import P2PBinding
+        from gateway.p2p import DhtNode
+
         cfg = self.config.p2p
         self.p2p = P2PBinding(
             self.identity,
@@ -278,7 +282,7 @@ class Gateway:
             rate_per_s=cfg.rate_per_s,
             burst=cfg.burst,
         )
-        from gateway.reach.relay import RelayService  # (imported when P2P is on: RSS)
+        from gateway.reach.relay import RelayService
 
         # relay routes on the P2P listener, off until a dial-back check says we are public
         self.relay = RelayService(relay_id=self.identity.id, enabled=False)
@@ -350,6 +354,8 @@ class Gateway:
         cfg = self.config.mqtt
         if cfg.broker is None or self.companion is None or not (cfg.things or cfg.discovery):
             return
+        from gateway.bindings.mqtt import MqttBinding  # paho: loaded only with MQTT on (RSS)
+
         self.mqtt = MqttBinding(
             self.companion.connection(cfg.broker),
             self.things,

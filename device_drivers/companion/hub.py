@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from device_drivers.base import Reading, Value
+from device_drivers.companion.broker import topic_root
 from device_drivers.companion.mqtt import MqttConnection
 from device_drivers.errors import DriverConfigError, DriverError
 from device_drivers.tasks import TaskOwner, describe
@@ -63,10 +64,6 @@ class Timing:
     retransmit_s: float = 1.0
     max_frames_per_s: float = 20.0  # per device, token bucket...
     burst: int = 40  # ...with this burst
-
-
-def topic_root(gateway_id: str) -> str:
-    return f"streembit/{gateway_id}/companion"
 
 
 class DeviceLink:

@@ -14,13 +14,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_drivers.backoff import Backoff
-from device_drivers.errors import DriverConfigError
+from device_drivers.companion.broker import BrokerSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +31,6 @@ BACKOFF_MAX_S = 10.0
 
 MessageCallback = Callable[[str, bytes], None]
 StateCallback = Callable[[bool], None]
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ca_file: str | None = None  # the broker's certificate (or its CA), PEM; pinned when given
-    client_id: str = ""
-    keepalive_s: int = 30
-
-
-def parse_broker(text: str) -> tuple[str, int, bool]:
-    """'mqtts://host:port', 'mqtt://host:port' or 'host:port' -> (host, port, tls)."""
-    tls = False
-    rest = text.strip()
-    for scheme, is_tls in (("mqtts://", True), ("mqtt://", False)):
-        if rest.startswith(scheme):
-            rest, tls = rest[len(scheme) :], is_tls
-            break
-    host, sep, port = rest.rstrip("/").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DriverConfigError(f"broker {text!r} is not [mqtt[s]://]HOST:PORT")
-    return host.strip("[]"), int(port), tls
 
 
 def _write_in_loop(client: paho.Client, userdata: object, sock: object) -> None:

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from device_drivers.companion.hub import topic_root
+from device_drivers.companion.broker import topic_root
 from gateway import jsonsafe
 from gateway.errors import ProvisioningError
 from gateway.provisioning import pairing

@@ -157,7 +157,7 @@ def board_config(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The board's companion.json from a pairing record (gateway.provisioning.pairing)."""
-    from device_drivers.companion.hub import topic_root
+    from device_drivers.companion.broker import topic_root
 
     cfg: dict[str, Any] = {
         "v": 1,

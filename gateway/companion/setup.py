@@ -8,15 +8,19 @@ for boards on serial ports only), holding the paired boards' keys from `pairings
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from device_drivers.companion import BrokerSettings, CompanionHub, MqttConnection, parse_broker
+from device_drivers.companion.broker import BrokerSettings, parse_broker
 from device_drivers.errors import DriverConfigError
 from gateway import jsonsafe
 from gateway.companion.broker import load_credentials
 from gateway.config import GatewayConfig, ThingConfig
 from gateway.provisioning import pairing
 from gateway.state import StateDir
+
+if TYPE_CHECKING:  # loaded when a companion Thing or the MQTT binding needs them (paho: RSS)
+    from device_drivers.companion.hub import CompanionHub
+    from device_drivers.companion.mqtt import MqttConnection
 
 COUNTERS_DIR = "companion-counters"
 
@@ -75,6 +79,8 @@ class CompanionSetup:
             ca_file=creds.ca_file if tls else None,
             client_id=f"streembit-gateway-{self.gateway_id[:12]}-{len(self.connections)}",
         )
+        from device_drivers.companion.mqtt import MqttConnection
+
         conn = MqttConnection(settings, name=f"{host}:{port}")
         self.connections[(host, port, tls)] = conn
         return conn
@@ -98,6 +104,8 @@ class CompanionSetup:
             )
         hub = self.hubs.get(key)
         if hub is None:
+            from device_drivers.companion.hub import CompanionHub
+
             conn = self.connection(broker) if serial is None and isinstance(broker, str) else None
             hub = CompanionHub(
                 gateway_id=self.gateway_id,

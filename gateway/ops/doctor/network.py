@@ -83,7 +83,7 @@ def check_broker(cfg: GatewayConfig | None, state_dir: Path) -> list[Check]:
             broker = t.driver_settings.get("broker") if t.driver == "companion" else None
             if isinstance(broker, str):
                 with contextlib.suppress(Exception):
-                    from device_drivers.companion.mqtt import parse_broker
+                    from device_drivers.companion.broker import parse_broker
 
                     targets.append(parse_broker(broker))
     needed = bool(targets)
