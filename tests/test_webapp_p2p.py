@@ -26,7 +26,8 @@ from gateway.identity import generate_keypair
 from gateway.p2p.records import make_contact_record, verify_record
 from tests.helpers import GW, PEER, REPO
 from tests.helpers import provision_cli as provision
-from tests.webapp_node import P2PDriver, start
+from tests.test_peer_cli import start
+from tests.webapp_node import P2PDriver
 
 WEBAPP = REPO / "gateway" / "webapp"
 DOC = REPO / "docs" / "dht-records.md"

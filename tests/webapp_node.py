@@ -84,21 +84,12 @@ class Driver:
         self.proc.wait(timeout=10)
 
 
-class P2PDriver:
+class P2PDriver(Driver):
     """gateway/webapp/test/p2p.mjs (the P2P library) in one Node process; answers are matched
     by id (they may interleave). Used by tests/test_webapp_p2p.py and test_webapp_sessions.py."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [node("jose", "ws"), str(WEBAPP / "test" / "p2p.mjs")],
-            cwd=WEBAPP,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.n = 0
-        self.lock = threading.Lock()
+        super().__init__(WEBAPP / "test" / "p2p.mjs", "jose", "ws")
         self.answers: dict[int, dict[str, Any]] = {}
 
     def call(self, cmd: str, **args: Any) -> dict[str, Any]:
@@ -116,33 +107,3 @@ class P2PDriver:
                 out = json.loads(line)
                 self.answers[out["id"]] = out
             return self.answers.pop(n)
-
-    def ok(self, cmd: str, **args: Any) -> Any:
-        out = self.call(cmd, **args)
-        assert "ok" in out, f"{cmd}: {out.get('error')}"
-        return out["ok"]
-
-    def error(self, cmd: str, **args: Any) -> dict[str, Any]:
-        out = self.call(cmd, **args)
-        assert "error" in out, f"{cmd} should have been refused: {out}"
-        error: dict[str, Any] = out["error"]
-        return error
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
-def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start a CLI (ARGS) that prints one JSON line when up: (process, that line)."""
-    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(
-            f"{args[1]} did not start: {proc.stderr.read() if proc.stderr else ''}"
-        )
-    info: dict[str, Any] = json.loads(line)
-    return proc, info

@@ -133,6 +133,19 @@ def seal(
     return token
 
 
+def check_segments(parts: list[str], empty_key: str) -> None:
+    """The segments of a compact JWE with a direct key (`ECDH-ES` or `dir`): an empty
+    encrypted key (else `bad_format` with EMPTY_KEY), a 96-bit IV, a 128-bit tag, base64url."""
+    _, ek_seg, iv_seg, ct_seg, tag_seg = parts
+    if ek_seg:
+        raise _fail(codes.BAD_FORMAT, empty_key)
+    if len(b64url_decode(iv_seg, "iv")) != GCM_IV_BYTES:
+        raise _fail(codes.BAD_FORMAT, "iv must be 96 bits")
+    if len(b64url_decode(tag_seg, "tag")) != GCM_TAG_BYTES:
+        raise _fail(codes.BAD_FORMAT, "tag must be 128 bits")
+    b64url_decode(ct_seg, "ciphertext")
+
+
 def open_sealed(
     token: str | bytes,
     *,
@@ -190,16 +203,9 @@ def _decrypt(token: str, recipient: KeyPair) -> bytes:
     parts = token.split(".")
     if len(parts) != 5:
         raise _fail(codes.BAD_FORMAT, "not a compact JWE (5 segments)")
-    _, ek_seg, iv_seg, ct_seg, tag_seg = parts
     header = header_object(token, "outer header")
     _check_jwe_header(header, recipient.public)
-    if ek_seg:
-        raise _fail(codes.BAD_FORMAT, "ECDH-ES direct agreement has an empty encrypted key")
-    if len(b64url_decode(iv_seg, "iv")) != GCM_IV_BYTES:
-        raise _fail(codes.BAD_FORMAT, "iv must be 96 bits")
-    if len(b64url_decode(tag_seg, "tag")) != GCM_TAG_BYTES:
-        raise _fail(codes.BAD_FORMAT, "tag must be 128 bits")
-    b64url_decode(ct_seg, "ciphertext")
+    check_segments(parts, "ECDH-ES direct agreement has an empty encrypted key")
     try:
         obj = jwe.decrypt_compact(token, private_key(recipient), registry=_JWE_REGISTRY)
     except ExceededSizeError:

@@ -43,12 +43,11 @@ from gateway.messages.codec import (
 from gateway.messages.replay import CLOCK_LEEWAY_S, ReplayCache
 from gateway.messages.seal import (
     DEFAULT_TTL_S,
-    GCM_IV_BYTES,
-    GCM_TAG_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_TTL_S,
     Opened,
     check_claims,
+    check_segments,
     new_jti,
 )
 
@@ -67,21 +66,9 @@ MAX_SESSION_TTL_S: Final = 3600  # a peer refuses an announcement promising long
 #: when it arrives. An announced TTL must exceed it to leave any time to send (MIN_SESSION_TTL_S).
 RENEW_MARGIN_S: Final = DEFAULT_TTL_S + 2 * CLOCK_LEEWAY_S
 MIN_SESSION_TTL_S: Final = RENEW_MARGIN_S + 1  # a shorter announcement is refused by the peer
-#: Operations a session frame may carry: the Thing operations, listed here on their own so a
-#: new administrative operation can never become sessionable by being added elsewhere.
-SESSION_OPS: Final = frozenset(
-    {
-        "things",
-        "td",
-        "readproperty",
-        "writeproperty",
-        "invokeaction",
-        "observeproperty",
-        "unobserveproperty",
-        "subscribeevent",
-        "unsubscribeevent",
-    }
-)
+#: Operations a session frame may carry: the Thing operations (`claims.DLG_OPS`). Never an
+#: administrative one: tests/test_sessionkeys.py asserts it, and the P2P dispatch checks again.
+SESSION_OPS: Final = frozenset(cl.DLG_OPS)
 INFO_PREFIX: Final = b"streembit-session/1"
 TO_GATEWAY: Final = b"peer-to-gateway"
 TO_PEER: Final = b"gateway-to-peer"
@@ -251,14 +238,7 @@ class SessionKeys:
         if len(parts) != 5:
             raise _fail(codes.BAD_FORMAT, "not a compact JWE (5 segments)")
         self._check_header(header_object(token, "session header"))
-        _, ek_seg, iv_seg, ct_seg, tag_seg = parts
-        if ek_seg:
-            raise _fail(codes.BAD_FORMAT, "a dir JWE has an empty encrypted key")
-        if len(b64url_decode(iv_seg, "iv")) != GCM_IV_BYTES:
-            raise _fail(codes.BAD_FORMAT, "iv must be 96 bits")
-        if len(b64url_decode(tag_seg, "tag")) != GCM_TAG_BYTES:
-            raise _fail(codes.BAD_FORMAT, "tag must be 128 bits")
-        b64url_decode(ct_seg, "ciphertext")
+        check_segments(parts, "a dir JWE has an empty encrypted key")
         try:
             plaintext = jwe.decrypt_compact(token, self._recv, registry=_REGISTRY).plaintext
         except ExceededSizeError:
