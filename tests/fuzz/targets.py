@@ -80,6 +80,12 @@ class Target:
     allowed: tuple[type[BaseException], ...] = (StreembitError,)
 
 
+def _request_claims(iss: str, aud: str, bodies: list[dict[str, Any]]) -> list[bytes]:
+    """The claims JSON of a request with each of BODIES, issued at NOW (seeds)."""
+    envelope = {"iss": iss, "aud": aud, "iat": NOW, "exp": NOW + 30, "typ": "request"}
+    return [json_bytes({**envelope, "jti": "A" * 22, **b}) for b in bodies]
+
+
 def keypair(n: int) -> KeyPair:
     """A P-256 key pair from a fixed number (fuzz samples only)."""
     priv = ec.derive_private_key(0x5EED0000 + n, ec.SECP256R1())
@@ -173,20 +179,7 @@ def _sealed() -> list[Target]:
     tokens = [
         seal(b, sender=peer, recipient=gw.public, typ="request", now=NOW).encode() for b in bodies
     ]
-    claims = [
-        json_bytes(
-            {
-                "iss": peer.id,
-                "aud": gw.id,
-                "iat": NOW,
-                "exp": NOW + 30,
-                "typ": "request",
-                "jti": "A" * 22,
-                **b,
-            }
-        )
-        for b in bodies
-    ]
+    claims = _request_claims(peer.id, gw.id, bodies)
     inner_header = {"alg": "ES256", "typ": JWS_TYP, "jwk": dict(peer.public.jwk), "kid": peer.id}
     outer = {"alg": "ECDH-ES", "enc": "A256GCM", "cty": JWE_CTY, "kid": gw.id}
     reg = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"])
@@ -239,20 +232,7 @@ def _sessions() -> list[Target]:
         {"op": "things", "dlg": ["a.b.c"]},
     ]
     frames = [p_end.seal(b, "request", now=NOW).encode() for b in bodies]
-    claims = [
-        json_bytes(
-            {
-                "iss": peer.id,
-                "aud": gw.id,
-                "iat": NOW,
-                "exp": NOW + 30,
-                "typ": "request",
-                "jti": "A" * 22,
-                **b,
-            }
-        )
-        for b in bodies
-    ]
+    claims = _request_claims(peer.id, gw.id, bodies)
     key = OctKey.import_key(derive_key(secret, sid, TO_GATEWAY, peer.id, gw.id))
     reg = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
     header = {"alg": "dir", "enc": "A256GCM", "kid": sid, "cty": "streembit-msg+json"}
