@@ -6,8 +6,13 @@ status and exit code; `render(exc)` there turns an error into what a front end s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from device_drivers.errors import DriverConfigError, DriverError, StreembitError
 from gateway.codes import Code
+
+if TYPE_CHECKING:
+    from gateway.identity import PublicIdentity
 
 __all__ = [
     "AclError",
@@ -52,9 +57,14 @@ class MessageError(StreembitError):
 
     Codes (stable): bad_format, bad_alg, bad_signature, wrong_audience, expired,
     not_yet_valid, replayed, too_large, missing_claim, bad_key, unknown_issuer.
+
+    `sender` is set when the refusal came after the sender was authenticated (a sealed
+    message's signature verified, a session frame decrypted): it attributes the refusal in the
+    audit and is never acted on.
     """
 
     code: str = Code.BAD_MESSAGE
+    sender: PublicIdentity | None = None
 
 
 class AuthError(MessageError):

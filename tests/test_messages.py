@@ -690,6 +690,34 @@ def test_wrong_audience(s: KeyPair, r: KeyPair, t: KeyPair) -> None:
     assert refused(to_t, r) == "wrong_audience"
 
 
+def test_a_refusal_names_its_sender_only_once_the_signature_verified(
+    s: KeyPair, r: KeyPair, t: KeyPair
+) -> None:
+    """`MessageError.sender` (the audit's subject) is the verified signer, never a claim."""
+
+    def sender_of(token: str, **kwargs: Any) -> tuple[str, str | None]:
+        kwargs.setdefault("now", T0 + 1)
+        with pytest.raises(MessageError) as err:
+            open_sealed(token, recipient=r, replay=kwargs.pop("replay", None), **kwargs)
+        sender = err.value.sender
+        return err.value.code, None if sender is None else sender.id
+
+    rp = r.public
+    # Refused after the signature verified: the signer, whatever `iss` claims.
+    assert sender_of(craft(t, rp, claims=request_claims(s, r.id))) == ("issuer_mismatch", t.id)
+    assert sender_of(craft(s, rp, claims=request_claims(s, t.id))) == ("wrong_audience", s.id)
+    token = seal(BODIES["request"], sender=s, recipient=rp, typ="request", now=T0)
+    assert sender_of(token, now=T0 + 10_000) == ("expired", s.id)
+    cache = ReplayCache()
+    open_sealed(token, recipient=r, replay=cache, now=T0 + 1)
+    assert sender_of(token, replay=cache) == ("replayed", s.id)
+    # Refused before: nobody, although the claims name S.
+    assert sender_of(craft(s, rp, signer=es256(t))) == ("bad_signature", None)
+    head, ek, iv, ct, tag = token.split(".")
+    ct = ("A" if ct[0] != "A" else "B") + ct[1:]
+    assert sender_of(".".join([head, ek, iv, ct, tag])) == ("decrypt_failed", None)
+
+
 def test_time_window(s: KeyPair, r: KeyPair) -> None:
     token = seal(BODIES["request"], sender=s, recipient=r.public, typ="request", now=T0)
     lw = CLOCK_LEEWAY_S

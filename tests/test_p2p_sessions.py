@@ -53,6 +53,14 @@ async def _refusals(p: P2P, codes: set[str]) -> set[str]:
     return seen
 
 
+async def _refusal_subjects(p: P2P) -> dict[str, set[str]]:
+    """The subjects of the audited refusals, by code."""
+    by_code: dict[str, set[str]] = {}
+    for x in await _audited(p, lambda x: not x["allowed"]):
+        by_code.setdefault(x["reason"].split(":")[0], set()).add(x["subject"])
+    return by_code
+
+
 def _alg(frame: str) -> str:
     head = frame.split(".", 1)[0]
     return str(json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["alg"])
@@ -220,6 +228,13 @@ async def test_session_frame_refusals_each_with_its_code_and_audited(
     assert await _state(p2p) == "locked"
     codes = {"replayed", "expired", "decrypt_failed", "needs_signature", "unknown_session"}
     assert await _refusals(p2p, codes) == codes
+    # Audited under the peer once its frame decrypted (only it holds the key), else "-".
+    by_code = await _refusal_subjects(p2p)
+    peer = sraw.raw.key.id
+    for code in ("replayed", "expired", "needs_signature", "bad_format"):
+        assert by_code[code] == {peer}, code
+    for code in ("decrypt_failed", "unknown_session"):
+        assert by_code[code] == {"-"}, code
 
 
 def _claims(sraw: SessionRaw, iat: float) -> dict[str, Any]:

@@ -12,9 +12,10 @@ All cryptography is joserfc's, restricted by registries to exactly ECDH-ES + A25
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -174,10 +175,21 @@ def open_sealed(
     now = time.time() if now is None else now
     inner = _decrypt(token, recipient)
     sender, claims = _verify(inner)
-    check_claims(claims, sender, recipient.public, now, leeway)
-    if replay is not None:
-        replay.check_and_add(sender.id, claims["jti"], claims["exp"], now)
+    with attributed(sender):
+        check_claims(claims, sender, recipient.public, now, leeway)
+        if replay is not None:
+            replay.check_and_add(sender.id, claims["jti"], claims["exp"], now)
     return Opened(sender=sender, claims=claims)
+
+
+@contextlib.contextmanager
+def attributed(sender: PublicIdentity) -> Iterator[None]:
+    """Refusals raised inside carry SENDER, already authenticated (for the audit only)."""
+    try:
+        yield
+    except MessageError as exc:
+        exc.sender = sender
+        raise
 
 
 def _check_jwe_header(header: dict[str, Any], recipient: PublicIdentity) -> None:

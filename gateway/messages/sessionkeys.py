@@ -46,6 +46,7 @@ from gateway.messages.seal import (
     MAX_MESSAGE_BYTES,
     MAX_TTL_S,
     Opened,
+    attributed,
     check_claims,
     check_segments,
     new_jti,
@@ -247,15 +248,16 @@ class SessionKeys:
             raise _fail(codes.DECRYPT_FAILED, "cannot decrypt (wrong key or tampered)") from None
         if plaintext is None:
             raise _fail(codes.DECRYPT_FAILED, "cannot decrypt")
-        claims = json_object(plaintext, "claims")
         now = time.time() if now is None else now
-        check_claims(claims, self.remote, self.local, now, leeway)
-        if "ses" in claims:
-            raise _fail(codes.BAD_FORMAT, "a session offer must come in a sealed request")
-        if claims["typ"] == cl.REQUEST and claims["op"] not in SESSION_OPS:
-            raise _fail(codes.NEEDS_SIGNATURE, f"op {claims['op']} needs a sealed message")
-        if replay is not None:
-            replay.check_and_add(self.remote.id, claims["jti"], claims["exp"], now)
+        with attributed(self.remote):  # only the peer holds this key: the frame is its
+            claims = json_object(plaintext, "claims")
+            check_claims(claims, self.remote, self.local, now, leeway)
+            if "ses" in claims:
+                raise _fail(codes.BAD_FORMAT, "a session offer must come in a sealed request")
+            if claims["typ"] == cl.REQUEST and claims["op"] not in SESSION_OPS:
+                raise _fail(codes.NEEDS_SIGNATURE, f"op {claims['op']} needs a sealed message")
+            if replay is not None:
+                replay.check_and_add(self.remote.id, claims["jti"], claims["exp"], now)
         return Opened(sender=self.remote, claims=claims, session=self.sid)
 
     def _check_header(self, header: dict[str, Any]) -> None:

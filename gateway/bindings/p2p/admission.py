@@ -15,6 +15,7 @@ from typing import Any, Final
 from gateway.bindings.p2p.keyring import Keyring
 from gateway.codes import Answer, Code, Scope
 from gateway.errors import MessageError
+from gateway.identity import PublicIdentity
 from gateway.messages import Opened
 from gateway.requests import Request
 from gateway.text import clean
@@ -71,9 +72,11 @@ def request_of(msg: Opened) -> Request:
     )
 
 
-def unopened_request() -> Request:
-    """The audit request of a frame whose sender is not known."""
-    return Request(subject="-", op=UNOPENED_OP, thing="", binding=BINDING)
+def unopened_request(sender: PublicIdentity | None = None) -> Request:
+    """The audit request of a frame refused before its operation could be acted on: its
+    subject is SENDER when that was authenticated (`MessageError.sender`), else "-"."""
+    subject = "-" if sender is None else sender.id
+    return Request(subject=subject, op=UNOPENED_OP, thing="", binding=BINDING)
 
 
 def reason_of(exc: Exception) -> str:

@@ -179,8 +179,8 @@ class PeerSession:
         reason = admission.reason_of(exc)
         origin = admission.verified_origin(frame, exc, self.keyring)
         log.info("%s from %s: refused a frame: %s (%s)", self.label, self.addr, exc.code, reason)
-        if origin is None:
-            await self._audit_unopened(exc.code, reason)
+        if origin is None:  # attributed to the sender when it was authenticated (exc.sender)
+            await self._audit_unopened(exc.code, reason, exc.sender)
             await self.send_text(wire.plain_error(exc.code, frame))
             return
         await self.ctx.processor.reject(
@@ -189,8 +189,11 @@ class PeerSession:
         if origin.typ == "request":
             await self.send_error(origin.sender, exc.code, reason, re=origin.jti)
 
-    async def _audit_unopened(self, code: str, reason: str) -> None:
-        await self.ctx.processor.reject(admission.unopened_request(), Outcome(code, reason=reason))
+    async def _audit_unopened(
+        self, code: str, reason: str, sender: PublicIdentity | None = None
+    ) -> None:
+        req = admission.unopened_request(sender)
+        await self.ctx.processor.reject(req, Outcome(code, reason=reason))
 
     async def _audit_limited(self, req: Request, reason: str) -> None:
         now = time.monotonic()
