@@ -53,6 +53,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "seed_lookup": seed_info["lookup"],
             "gw_lookup": ws.removesuffix("/p2p") + "/dht/v1/lookup",
             "k": k,
+            "st": st,
         }
     finally:
         for p in reversed(procs):

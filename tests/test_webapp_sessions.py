@@ -14,6 +14,7 @@ gateway/webapp/test/p2p.mjs, against the gateway's own Python code and a real ga
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from joserfc.jwk import OctKey
 
 from gateway.errors import MessageError
-from gateway.identity import KeyPair
-from gateway.messages import ReplayCache
+from gateway.identity import KeyPair, load_keypair
+from gateway.messages import Opened, ReplayCache, open_sealed
 from gateway.messages.claims import check_body
 from gateway.messages.codec import b64url_encode
 from gateway.messages.sessionkeys import SessionKeys, parse_announcement
+from gateway.state import KEY_FILE
 from tests.test_messages import keypair_from_jwk
 from tests.test_webapp_p2p import net  # noqa: F401  (the module's gateway and seed node)
 from tests.webapp_node import P2PDriver
@@ -37,6 +40,7 @@ MESSAGES = Path(__file__).parent / "vectors" / "messages.json"
 READ = {"thing": "front-door", "name": "state"}
 UNLOCK = {"thing": "front-door", "name": "unlock"}
 WRITE = {"thing": "living-room", "name": "targetTemperature", "input": 20}
+YEARS_S = 100 * 365 * 86_400  # a clock leeway that turns the time checks off
 
 
 @pytest.fixture(scope="module")
@@ -300,13 +304,22 @@ def test_a_lost_session_is_resent_sealed_once(drv: P2PDriver, live: dict[str, An
     _connect(drv, live, "lost", "alice")
     drv.ok("request", name="lost", op="readproperty", args=READ)
     old = drv.ok("session", name="lost")["sid"]
-    drv.ok("tweak", name="lost", forget=True)  # our frames now name a session the gateway lacks
+    # our frames now name a session the gateway lacks
+    send_key = drv.ok("tweak", name="lost", forget=True)["sendKey"]
     jti = b64url_encode(secrets.token_bytes(16))
     out = drv.ok("request", name="lost", op="readproperty", args=READ, opts={"jti": jti})
     assert out["status"] == 200
+    tokens = [f["token"] for f in drv.ok("frames", url=live["ws"]) if f["dir"] == "sent"]
     sent, received = _algs(drv, live["ws"])
     # refused plain (unknown_session), sent again sealed with the same jti and a new offer
     assert sent == ["ECDH-ES", "dir", "ECDH-ES"] and received == ["ECDH-ES", None, "ECDH-ES"]
+    # ... and the same iat and exp: a held copy of the session frame, delivered later, is a
+    # replay of the resend until both expire (docs/protocol.md §8.1, step 5)
+    first, resend = _read_as_gateway(live, tokens[1], send_key), _read_as_gateway(live, tokens[2])
+    assert first.session == "B" * 22 and resend.session is None
+    for claim in ("jti", "iat", "exp", "op", "thing", "name"):
+        assert first.claims[claim] == resend.claims[claim], claim
+    assert first.claims["jti"] == jti and "ses" in resend.claims and "ses" not in first.claims
     new = drv.ok("session", name="lost")["sid"]
     assert new not in (old, "B" * 22)
     assert drv.ok("request", name="lost", op="readproperty", args=READ)["status"] == 200
@@ -318,6 +331,19 @@ def test_a_lost_session_is_resent_sealed_once(drv: P2PDriver, live: dict[str, An
     assert _algs(drv, live["ws"])[0] == ["ECDH-ES", "dir"]
     assert drv.ok("session", name="lost")["sid"] != new
     drv.ok("close", conn="lost")
+
+
+def _read_as_gateway(live: dict[str, Any], token: str, send_key: str | None = None) -> Opened:
+    """What the gateway reads in TOKEN, a sealed message or (SEND_KEY: the JS end's key, hex)
+    a session frame; no time or replay checks."""
+    gw = load_keypair(Path(live["st"]) / KEY_FILE)
+    if send_key is None:
+        return open_sealed(token, recipient=gw, replay=None, leeway=YEARS_S)
+    peer = load_keypair(Path(live["k"]) / "alice").public
+    nothing = OctKey.import_key(bytes(32))  # the gateway's own sending key is not needed
+    end = SessionKeys("B" * 22, gw.public, peer, 0.0, math.inf, nothing,
+                      OctKey.import_key(bytes.fromhex(send_key)))  # fmt: skip
+    return end.open(token, replay=None, leeway=YEARS_S)
 
 
 def test_an_ungranted_key_gets_its_refusals_over_the_session(

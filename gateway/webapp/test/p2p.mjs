@@ -20,7 +20,7 @@ const sessions = await import("../src/lib/sessions.js");
 const { b64uDecode } = await import("../src/lib/util.js");
 const { ReplayCache } = await import("../src/lib/sealed.js");
 
-const frames = []; // {url, dir: "sent" | "received", alg}
+const frames = []; // {url, dir: "sent" | "received", alg, token (sent frames)}
 class WebSocketImpl extends BaseWebSocket {
   constructor(url, ...rest) {
     super(url, ...rest);
@@ -29,7 +29,7 @@ class WebSocketImpl extends BaseWebSocket {
   }
 
   send(data) {
-    frames.push({ url: this.address, dir: "sent", alg: sessions.frameAlg(data) });
+    frames.push({ url: this.address, dir: "sent", alg: sessions.frameAlg(data), token: typeof data === "string" ? data : null });
     return super.send(data);
   }
 }
@@ -131,13 +131,18 @@ const COMMANDS = {
     return s ? { sid: s.sid, usable: s.usable() } : null;
   },
   /** Tamper with connection NAME: SESSIONKEYS on/off; FORGET: the gateway no longer knows our
-   * session id (its frames get unknown_session); STALE: our session is past its send time. */
+   * session id (its frames get unknown_session; the answer has our send key, hex, so that the
+   * test can read what we send on it); STALE: our session is past its send time. */
   tweak: async (a) => {
     const conn = conns.get(a.name);
+    const out = {};
     if (a.sessionKeys !== undefined) conn.sessionKeys = a.sessionKeys;
-    if (a.forget) conn.session.sid = "B".repeat(22);
+    if (a.forget) {
+      conn.session.sid = "B".repeat(22);
+      out.sendKey = hex(conn.session._send);
+    }
     if (a.stale) conn.session.sendUntil = 0;
-    return {};
+    return out;
   },
   close: async (a) => {
     const target = a.conn ? conns.get(a.conn) : gateways.get(a.name);
