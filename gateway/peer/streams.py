@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gateway.peer.errors import PeerError
 
 if TYPE_CHECKING:
-    from gateway.peer.client import PeerConnection
+    from gateway.peer.connection import PeerConnection
 
 STREAM_QUEUE: Final = 256  # events kept for a consumer that lags behind
 STOP_TIMEOUT_S: Final = 5.0  # how long stop() waits for the gateway to confirm

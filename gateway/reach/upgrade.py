@@ -32,7 +32,7 @@ from gateway.tasks import TaskOwner
 from gateway.text import clean
 
 if TYPE_CHECKING:  # the gateway side never imports the peer client
-    from gateway.peer.client import PeerConnection
+    from gateway.peer.connection import PeerConnection
 
 __all__ = ["MAX_PUNCHES", "UpgradeResponder", "observer_of", "upgrade"]
 
