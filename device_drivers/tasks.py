@@ -14,6 +14,12 @@ restarts a loop that must not stop after a capped, jittered backoff (`device_dri
 meanwhile, its CancelledError propagates (it is never swallowed). The owner can be used again
 after `close()` (a Thing that is stopped and started again).
 
+An owner built without `on_death` (the DHT, the bindings, mDNS, the drivers, ...) reports to
+the death report of the context its task runs in: `report_deaths_here(report)` sets it, and
+every task started from that context inherits it. The Gateway sets its audit there when it is
+made, so a dying task of any of its parts is audited too (`taskdied`), with no report passed
+through every constructor.
+
 It lives in `device_drivers` (the lowest layer, which never imports `gateway`) so that drivers
 use it too; `gateway.tasks` re-exports it.
 """
@@ -21,6 +27,7 @@ use it too; `gateway.tasks` re-exports it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
@@ -35,6 +42,17 @@ CLOSE_ROUNDS: Final = 8  # tasks spawned while closing are cancelled too, this m
 
 DeathReport = Callable[[str, BaseException], None]
 CoroFactory = Callable[[], Coroutine[Any, Any, None]]
+
+
+_CONTEXT_REPORT: contextvars.ContextVar[DeathReport | None] = contextvars.ContextVar(
+    "streembit_task_death_report", default=None
+)
+
+
+def report_deaths_here(report: DeathReport | None) -> None:
+    """Make REPORT the death report of owners without their own `on_death`, for tasks that run
+    in the current context and in every task started from it from now on."""
+    _CONTEXT_REPORT.set(report)
 
 
 def describe(exc: BaseException, cap: int = DESCRIBE_CAP) -> str:
@@ -129,9 +147,10 @@ class TaskOwner:
         self._log.error(
             "%s: task %s died: %s%s", self.owner, name, describe(exc), again, exc_info=exc
         )
-        if self.on_death is None:
+        report = self.on_death or _CONTEXT_REPORT.get()
+        if report is None:
             return
         try:
-            self.on_death(name, exc)
+            report(name, exc)
         except Exception:  # a broken report must not hide the death, nor kill the loop
             self._log.exception("%s: reporting the death of task %s failed", self.owner, name)

@@ -43,7 +43,7 @@ from gateway.ops.view import GatewayView
 from gateway.requests import RequestProcessor
 from gateway.state import StateDir
 from gateway.storage import atomic_write_text
-from gateway.tasks import TaskOwner, describe
+from gateway.tasks import TaskOwner, describe, report_deaths_here
 from gateway.things import Thing, build_things
 from gateway.wot import build_directory_td, build_td, td_digest
 from gateway.wot.td import MqttForms
@@ -113,12 +113,14 @@ class Gateway:
     tasks: TaskOwner = field(init=False)  # every background task of the gateway itself
     presence: Presence = field(init=False)  # sd_notify, mDNS, running.json, config watch
     system: SystemAudit = field(init=False)  # the gateway's own audit records
+    task_deaths: int = 0  # tasks of the gateway and of its parts that died (each audited)
     _tds: dict[str, dict[str, Any]] = field(default_factory=dict)
     _directory: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.system = SystemAudit(self.audit)
         self.tasks = TaskOwner("gateway", self._task_died)
+        report_deaths_here(self._task_died)  # the parts' owners (DHT, bindings, drivers) too
         self.presence = Presence(self.notifier, self.tasks)
 
     @property
@@ -234,7 +236,9 @@ class Gateway:
             self.reset_button = None
 
     def _task_died(self, name: str, exc: BaseException) -> None:
-        """TaskOwner's report: a task of the gateway ended with an exception."""
+        """TaskOwner's report: a task of the gateway or of one of its parts ended with an
+        exception (logged by its owner)."""
+        self.task_deaths += 1
         self.system.record("taskdied", f"task {name} died: {describe(exc)}")
 
     async def _start_http(self) -> None:

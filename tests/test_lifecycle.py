@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import gateway.cli.serve as serve_mod
 from device_drivers.sim import SimDriver
 from gateway.acl import Grant
 from gateway.app import Gateway
-from gateway.config import default_config
+from gateway.config import SensorSafety, ThingConfig, default_config
 from gateway.errors import AuditError
 from gateway.ops import runinfo
 from gateway.ops.view import GatewayView
@@ -95,6 +96,38 @@ async def test_a_dying_acl_watcher_is_audited_and_restarted(
     base = gw.acl.current.version if gw.acl.current else 0
     world.install(Grant.for_key(world.stranger.public, things=["*"], ops=ALL_OPS))
     await _until(lambda: gw.acl.current and gw.acl.current.version == base + 1, "hot reload")
+
+
+async def test_a_dying_task_of_a_part_is_audited_by_the_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part's TaskOwner has no report of its own (here the sensor's poll loop): the gateway's
+    audit gets the death all the same, and the loop is restarted."""
+    cfg = demo_config(tmp_path / "state")
+    env = ThingConfig("env", "sensor", "Environment", safety=SensorSafety(poll_s=0.05))
+    gw = await Gateway.create(
+        dataclasses.replace(cfg, things=(*cfg.things, env)), create_key=True, sd_notify=False
+    )
+    sensor = gw.things["env"]
+    real = sensor._poll_all  # type: ignore[attr-defined]
+    polls = 0
+
+    async def poll_all() -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 2:  # the first is start()'s own reading; the second is the loop's
+            raise RuntimeError("bug in the poll")
+        await real()
+
+    monkeypatch.setattr(sensor, "_poll_all", poll_all)
+    await gw.start()
+    try:
+        await _until(lambda: _ops(gw, "taskdied"), "the death to be audited")
+        assert _ops(gw, "taskdied") == ["task sensor-env-poll died: RuntimeError: bug in the poll"]
+        assert gw.task_deaths == 1 and gw.tasks.deaths == 0  # a part's task, not the gateway's
+        await _until(lambda: polls >= 4, "the poll loop to run again")
+    finally:
+        await gw.stop()
 
 
 async def test_start_and_stop_own_running_json(tmp_path: Path) -> None:

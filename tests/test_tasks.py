@@ -11,7 +11,7 @@ import random
 import pytest
 
 from device_drivers.backoff import Backoff
-from gateway.tasks import TaskOwner, describe
+from gateway.tasks import TaskOwner, describe, report_deaths_here
 
 FAST = Backoff(initial_s=0.01, cap_s=0.02, rng=random.Random(1))
 
@@ -48,6 +48,33 @@ async def test_a_broken_report_does_not_hide_the_death(caplog: pytest.LogCapture
     messages = [r.getMessage() for r in caplog.records]
     assert "unit: task unit-x died: ValueError: x" in messages
     assert "unit: reporting the death of task unit-x failed" in messages
+
+
+async def test_an_owner_without_a_report_uses_its_context_s() -> None:
+    """report_deaths_here: owners without on_death report to the context's report, in tasks
+    started from that context; an owner with its own report keeps it."""
+    ambient: list[str] = []
+    own: list[str] = []
+
+    async def boom() -> None:
+        raise RuntimeError("x")
+
+    async def in_gateway_context() -> None:
+        report_deaths_here(lambda name, exc: ambient.append(name))
+        part, thing = TaskOwner("part"), TaskOwner("thing", lambda name, exc: own.append(name))
+        await asyncio.gather(
+            part.spawn(boom(), name="part-boom"),
+            thing.spawn(boom(), name="thing-boom"),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)
+
+    await asyncio.create_task(in_gateway_context())
+    assert ambient == ["part-boom"] and own == ["thing-boom"]
+    outside = TaskOwner("outside")  # this test's context never had a report set
+    await asyncio.gather(outside.spawn(boom(), name="outside-boom"), return_exceptions=True)
+    await asyncio.sleep(0)
+    assert ambient == ["part-boom"] and outside.deaths == 1
 
 
 async def test_keep_running_restarts_a_loop_until_it_returns() -> None:

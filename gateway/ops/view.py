@@ -178,9 +178,11 @@ class GatewayView:
             Family("config_changed", "1 when the config file changed since start", "gauge").add(
                 1 if self.drift() else 0
             ),
-            Family("task_deaths_total", "Background tasks of the gateway that died", "counter").add(
-                gw.tasks.deaths
-            ),
+            Family(
+                "task_deaths_total",
+                "Background tasks of the gateway and its parts that died",
+                "counter",
+            ).add(gw.task_deaths),
         ]
         return fams
 

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway.codes import Code
 from gateway.errors import P2PError
 from gateway.identity.keys import is_id
 from gateway.messages.ratelimit import RateLimiter
@@ -35,8 +36,8 @@ from gateway.text import clean
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "LOOKUP_CODES",
     "LOOKUP_PATH",
-    "LookupCode",
     "LookupService",
 ]
 
@@ -74,15 +75,15 @@ MAX_INFLIGHT: Final = 16
 MAX_BAD_REQUESTS: Final = 8
 
 
-class LookupCode:
-    """The `error` codes of a lookup answer (docs/reach.md)."""
-
-    BAD_REQUEST = "bad_request"  # not a JSON object, unknown type, bad req
-    BAD_ID = "bad_id"  # id not a gateway id (43 base64url characters)
-    NOT_FOUND = "not_found"  # no valid record under that id
-    RATE_LIMITED = "rate_limited"  # over a rate or concurrency limit
-    TIMEOUT = "timeout"  # the DHT lookup did not end in time
-    UNAVAILABLE = "unavailable"  # no DHT node (yet), or the lookup failed
+#: The `error` codes of a lookup answer (docs/reach.md), from the registry.
+LOOKUP_CODES: Final = (
+    Code.BAD_REQUEST,  # not a JSON object, unknown type, bad req
+    Code.BAD_ID,  # id not a gateway id (43 base64url characters)
+    Code.NOT_FOUND,  # no valid record under that id
+    Code.RATE_LIMITED,  # over a rate or concurrency limit
+    Code.TIMEOUT,  # the DHT lookup did not end in time
+    Code.UNAVAILABLE,  # no DHT node (yet), or the lookup failed
+)
 
 
 class DhtGetter(Protocol):
@@ -108,19 +109,19 @@ def _parse(text: str) -> tuple[int, str]:
     try:
         msg: Any = json.loads(text)
     except ValueError:
-        raise _Refusal(LookupCode.BAD_REQUEST, "not JSON", None) from None
+        raise _Refusal(Code.BAD_REQUEST, "not JSON", None) from None
     if not isinstance(msg, dict):
-        raise _Refusal(LookupCode.BAD_REQUEST, "not a JSON object", None)
+        raise _Refusal(Code.BAD_REQUEST, "not a JSON object", None)
     req = msg.get("req")
     if isinstance(req, bool) or not isinstance(req, int) or not 0 <= req <= MAX_REQ:
-        raise _Refusal(LookupCode.BAD_REQUEST, "req must be an integer in [0, 2**53)", None)
+        raise _Refusal(Code.BAD_REQUEST, "req must be an integer in [0, 2**53)", None)
     if msg.get("type") != "get":
-        raise _Refusal(LookupCode.BAD_REQUEST, "type must be get", req)
+        raise _Refusal(Code.BAD_REQUEST, "type must be get", req)
     if set(msg) != {"type", "id", "req"}:
-        raise _Refusal(LookupCode.BAD_REQUEST, "members must be type, id, req", req)
+        raise _Refusal(Code.BAD_REQUEST, "members must be type, id, req", req)
     gw_id = msg["id"]
     if not isinstance(gw_id, str) or not is_id(gw_id):
-        raise _Refusal(LookupCode.BAD_ID, "id must be 43 base64url characters", req)
+        raise _Refusal(Code.BAD_ID, "id must be 43 base64url characters", req)
     return req, gw_id
 
 
@@ -183,9 +184,9 @@ class LookupService:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ip = _peer_ip(request)
         if not self._accepting:
-            return self._refuse_http(LookupCode.UNAVAILABLE, "shutting down", 503)
+            return self._refuse_http(Code.UNAVAILABLE, "shutting down", 503)
         if len(self._sockets) >= MAX_CONNECTIONS or self._per_ip[ip] >= MAX_CONNECTIONS_PER_IP:
-            return self._refuse_http(LookupCode.RATE_LIMITED, "too many lookup connections", 429)
+            return self._refuse_http(Code.RATE_LIMITED, "too many lookup connections", 429)
         ws = web.WebSocketResponse(
             max_msg_size=MAX_REQUEST_BYTES,
             heartbeat=HEARTBEAT_S,
@@ -193,7 +194,7 @@ class LookupService:
             timeout=CLOSE_TIMEOUT_S,
         )
         if not ws.can_prepare(request).ok:
-            return self._refuse_http(LookupCode.BAD_REQUEST, "a WebSocket upgrade is required", 400)
+            return self._refuse_http(Code.BAD_REQUEST, "a WebSocket upgrade is required", 400)
         self._sockets.add(ws)
         self._per_ip[ip] += 1
         conn = _Conn(ws, ip)
@@ -224,7 +225,7 @@ class LookupService:
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle")
                 return
             if msg.type is WSMsgType.BINARY:
-                self.refusals[LookupCode.BAD_REQUEST] += 1
+                self.refusals[Code.BAD_REQUEST] += 1
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
                 return
             if msg.type is not WSMsgType.TEXT:  # close, error (a frame too large: 1009)
@@ -233,7 +234,7 @@ class LookupService:
                 req, gw_id = _parse(msg.data)
                 self._admit(conn, req)
             except _Refusal as r:
-                if r.code in (LookupCode.BAD_REQUEST, LookupCode.BAD_ID):
+                if r.code in (Code.BAD_REQUEST, Code.BAD_ID):
                     conn.bad += 1
                 await self._error(conn, r.req, r.code, r.reason)
                 if conn.bad >= MAX_BAD_REQUESTS:
@@ -248,33 +249,35 @@ class LookupService:
     def _done(self, conn: _Conn, task: asyncio.Task[None]) -> None:
         conn.inflight.discard(task)
         self._inflight -= 1
+        if not task.cancelled() and (exc := task.exception()) is not None:  # a bug: never silent
+            log.error("a DHT lookup task died: %s", type(exc).__name__, exc_info=exc)
 
     def _admit(self, conn: _Conn, req: int) -> None:
         if len(conn.inflight) >= MAX_INFLIGHT_PER_CONN or self._inflight >= MAX_INFLIGHT:
-            raise _Refusal(LookupCode.RATE_LIMITED, "too many lookups at once", req)
+            raise _Refusal(Code.RATE_LIMITED, "too many lookups at once", req)
         if not conn.rate.allow(0):
-            raise _Refusal(LookupCode.RATE_LIMITED, "too many lookups on this connection", req)
+            raise _Refusal(Code.RATE_LIMITED, "too many lookups on this connection", req)
         if not self._ip_rate.allow(conn.ip):
-            raise _Refusal(LookupCode.RATE_LIMITED, "too many lookups from this address", req)
+            raise _Refusal(Code.RATE_LIMITED, "too many lookups from this address", req)
 
     async def _lookup(self, conn: _Conn, req: int, gw_id: str) -> None:
         self.lookups += 1
         dht = self.dht
         if dht is None:
-            await self._error(conn, req, LookupCode.UNAVAILABLE, "no DHT node yet")
+            await self._error(conn, req, Code.UNAVAILABLE, "no DHT node yet")
             return
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
                 rec = await dht.get(gw_id)
         except TimeoutError:
-            await self._error(conn, req, LookupCode.TIMEOUT, "the DHT lookup took too long")
+            await self._error(conn, req, Code.TIMEOUT, "the DHT lookup took too long")
             return
         except (P2PError, OSError) as exc:
             log.info("a DHT lookup failed: %s", type(exc).__name__)
-            await self._error(conn, req, LookupCode.UNAVAILABLE, "the DHT lookup failed")
+            await self._error(conn, req, Code.UNAVAILABLE, "the DHT lookup failed")
             return
         if rec is None:
-            await self._error(conn, req, LookupCode.NOT_FOUND, "no contact record")
+            await self._error(conn, req, Code.NOT_FOUND, "no contact record")
             return
         self.found += 1
         await self._send(conn, {"type": "record", "req": req, "record": rec.text})
