@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 
 BIN = Path(sys.executable).parent
 GW = str(BIN / "streembit-gateway")
@@ -105,6 +105,21 @@ def test_acl_grant_show_revoke_apply_and_rollback(setup: dict[str, str]) -> None
     back = run(GW, "acl", "apply", "--state", s["st"], str(old), ok=False)
     assert back.returncode != 0 and "rollback" in back.stderr.lower()
     assert (Path(s["st"]) / "acl.jws").read_bytes() == installed, "installed ACL unchanged"
+    log = AuditLog.open(Path(s["st"]) / AUDIT_FILE)
+    try:  # each local install and the refused rollback are audited, newest first
+        applied = [r for r in log.query(limit=50) if r.op == "aclapply"]
+    finally:
+        log.close()
+    assert [(r.allowed, r.binding, r.affordance) for r in applied] == [
+        (False, "local", "acl"),
+        (True, "local", "acl"),
+        (True, "local", "acl"),
+    ]
+    assert applied[0].reason.startswith("acl_rollback") and applied[0].subject.startswith("local:")
+    assert [r.detail for r in applied[1:]] == [
+        "ACL version 2 installed (0 grants)",
+        "ACL version 1 installed (1 grants)",
+    ]
     bad = run(
         PEER,
         "acl",
@@ -144,6 +159,13 @@ def test_foreign_signed_acl_refused(setup: dict[str, str]) -> None:
     res = run(GW, "acl", "apply", "--state", s["st"], s["acl"], ok=False)
     assert res.returncode != 0
     assert not (Path(s["st"]) / "acl.jws").exists()
+    log = AuditLog.open(Path(s["st"]) / AUDIT_FILE)
+    try:
+        refused = [r for r in log.query(limit=50) if r.op == "aclapply"]
+    finally:
+        log.close()
+    assert len(refused) == 1 and not refused[0].allowed
+    assert refused[0].reason.startswith("acl_")
 
 
 def test_token_prints_a_jwt(setup: dict[str, str]) -> None:
@@ -202,7 +224,7 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(setup: dict[str, str]) -> None
             proc.kill()
     saved = json.loads((Path(s["st"]) / "thing-settings.json").read_text())
     assert saved["living-room"]["targetTemperature"] == 24.0
-    log = AuditLog.open(Path(s["st"]) / "audit.sqlite3")
+    log = AuditLog.open(Path(s["st"]) / AUDIT_FILE)
     try:
         rows = [r.as_dict() for r in log.query(limit=50)]
     finally:

@@ -20,9 +20,10 @@ from typing import Any, Final
 from joserfc import jws
 from joserfc.errors import JoseError
 
-from gateway.b64 import b64url_decode
+from gateway.compact import peek_header
 from gateway.errors import AuditError
 from gateway.identity import KeyPair, PublicIdentity
+from gateway.jsonsafe import JsonLimits
 
 CHECKPOINT_TYP: Final = "streembit-audit-checkpoint+jws"
 CHECKPOINT_ALG: Final = "ES256"
@@ -30,6 +31,7 @@ CHECKPOINTS_SUFFIX: Final = ".checkpoints"  # beside the database: audit.sqlite3
 FILE_MODE: Final = 0o600
 MAX_CHECKPOINT_BYTES: Final = 2048  # one line; longer ones are not checkpoints
 MAX_FILE_BYTES: Final = 64 << 20  # read at most this much of the checkpoints file
+_HEADER_LIMITS: Final = JsonLimits(max_bytes=MAX_CHECKPOINT_BYTES, max_depth=2)  # flat header
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +67,7 @@ def verify(text: str, gateway: PublicIdentity) -> Checkpoint:
     if not text or len(text) > MAX_CHECKPOINT_BYTES:
         raise AuditError("not an audit checkpoint (empty or too long)")
     try:
-        header: Any = json.loads(b64url_decode(text.partition(".")[0]))
-        if not isinstance(header, dict):
-            raise ValueError("header is not an object")
+        header = peek_header(text, _HEADER_LIMITS, what="checkpoint header")
     except ValueError:
         raise AuditError("not an audit checkpoint (not a compact JWS)") from None
     if header.get("alg") != CHECKPOINT_ALG or header.get("typ") != CHECKPOINT_TYP:

@@ -193,17 +193,10 @@ class AuditLog:
         if now - self._last_probe < RECOVER_RETRY_S:
             return False
         self._last_probe = now
-        probe = AuditRecord(
-            ts=time.time(),
-            subject="system",
-            binding="local",
-            op="auditrecovered",
-            thing="",
-            affordance="",
-            allowed=True,
-            rule="system",
-            reason="ok",
-            detail=f"audit log writable again after {self.failures} failed commits",
+        from gateway.requests.records import system_record  # records imports this package
+
+        probe = system_record(
+            "auditrecovered", f"audit log writable again after {self.failures} failed commits"
         )
         try:
             await self.append(probe)

@@ -18,6 +18,7 @@ from gateway.cli.provisioning_gateway import add_commands as add_provisioning_co
 from gateway.cli.serve import add_serve_flags, check_things, run_serve
 from gateway.config import default_config, load_config
 from gateway.errors import AclError, AuditError
+from gateway.provisioning.events import audit_local, record
 from gateway.state import StateDir
 
 
@@ -34,14 +35,25 @@ def cmd_acl_apply(args: argparse.Namespace) -> int:
     kp = state.load_identity()
     store = AclStore(state.path, kp.id)
     text = Path(args.acl_file).read_text(encoding="utf-8", errors="replace")
-    meant = read_acl_unverified(text.strip()).gateway  # say which gateway it was made for
-    if meant != kp.id:
-        raise AclError(
-            f"{args.acl_file} is the ACL of gateway {meant!r}, not of this gateway {kp.id} "
-            f"(make it with: streembit-peer acl grant --gateway {kp.id} ...)",
-            code="acl_wrong_gateway",
+    try:
+        meant = read_acl_unverified(text.strip()).gateway  # say which gateway it was made for
+        if meant != kp.id:
+            raise AclError(
+                f"{args.acl_file} is the ACL of gateway {meant!r}, not of this gateway {kp.id} "
+                f"(make it with: streembit-peer acl grant --gateway {kp.id} ...)",
+                code="acl_wrong_gateway",
+            )
+        acl = store.install(text.strip())
+    except AclError as exc:  # refused: audited as the remote install's refusals are
+        audit_local(
+            state.path,
+            record("aclapply", allowed=False, reason=f"{exc.code}: {exc}", affordance="acl"),
         )
-    acl = store.install(text.strip())
+        raise
+    detail = f"ACL version {acl.version} installed ({len(acl.grants)} grants)"
+    audit_local(
+        state.path, record("aclapply", allowed=True, reason="ok", detail=detail, affordance="acl")
+    )
     running = picked_up(state, acl.version)  # the next command meets the new ACL already
     taken = {
         None: "no gateway runs on this folder: it applies at the next start",
