@@ -167,6 +167,11 @@ class Code(StrEnum):
     PORTMAP_REFUSED = "portmap_refused", 502, EXIT_FAIL, _PL, (_RE,), "the router refused"
     PUNCH_FAILED = "punch_failed", 502, EXIT_FAIL, _PL, (_RE,), "no direct path was made"
     REACH = "reach", 502, EXIT_FAIL, _S, (_L,), "a reachability step failed"
+    # the DHT lookup service (docs/reach.md "Lookups"; bad_request, rate_limited and timeout
+    # too) and the peer client's contact lookup
+    BAD_ID = "bad_id", 400, EXIT_FAIL, _PL, (_RE,), "not a gateway id (43 base64url chars)"
+    NOT_FOUND = "not_found", 404, EXIT_FAIL, _PL, (_RE,), "no valid contact record under it"
+    UNAVAILABLE = "unavailable", 503, EXIT_FAIL, _PL, (_RE,), "no DHT node yet, or it failed"
 
     # -- delegation chains (docs/acl.md "Delegation"): why a presented chain was refused; the
     # request path answers them like `forbidden` (docs/http-binding.md section 3)

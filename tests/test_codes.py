@@ -167,7 +167,9 @@ def _processor(owner: str | None, audit: _Audit) -> RequestProcessor:
     return RequestProcessor({}, acl, audit)  # type: ignore[arg-type]
 
 
-def _admin(proc: RequestProcessor, subject: str, *, owner_only: bool, fail: bool = False) -> Any:
+def _admin(
+    proc: RequestProcessor, subject: str, *, owner_only: str | None, fail: bool = False
+) -> Any:
     async def action() -> tuple[Any, str]:
         if fail:
             raise ProvisioningError("no", code=Code.ALREADY_OWNED)
@@ -179,9 +181,10 @@ def _admin(proc: RequestProcessor, subject: str, *, owner_only: bool, fail: bool
 
 def test_admin_is_owner_only_and_audited_once() -> None:
     audit = _Audit()
-    refused = _admin(_processor("OWNER", audit), "someone", owner_only=True)
+    refused = _admin(_processor("OWNER", audit), "someone", owner_only="push an ACL")
     assert (refused.code, refused.rule, refused.http_status) == ("forbidden", "owner-only", 403)
-    done = _admin(_processor("OWNER", audit), "OWNER", owner_only=True)
+    assert refused.reason == "only the owner can push an ACL"  # what the caller said
+    done = _admin(_processor("OWNER", audit), "OWNER", owner_only="push an ACL")
     assert done.ok and done.output == {"done": True}
     assert [(r.subject, r.allowed, r.rule, r.detail) for r in audit.records] == [
         ("someone", False, "owner-only", ""),
@@ -192,11 +195,11 @@ def test_admin_is_owner_only_and_audited_once() -> None:
 
 def test_admin_refusals_carry_the_action_s_code_and_fail_closed() -> None:
     audit = _Audit()
-    refused = _admin(_processor(None, audit), "anyone", owner_only=False, fail=True)
+    refused = _admin(_processor(None, audit), "anyone", owner_only=None, fail=True)
     assert (refused.code, refused.http_status) == ("already_owned", 409)
     assert audit.records[-1].reason == "already_owned: no" and not audit.records[-1].allowed
     down = _Audit(healthy=False)
-    closed = _admin(_processor("OWNER", down), "OWNER", owner_only=True)
+    closed = _admin(_processor("OWNER", down), "OWNER", owner_only="push an ACL")
     assert (closed.code, closed.http_status) == ("audit_unavailable", 503)
     assert not down.records[-1].allowed  # attempted, refused, not done
 
@@ -247,3 +250,18 @@ def test_dht_record_codes_are_the_registry_and_the_doc() -> None:
     registered = {c.value for c in Code.in_scope(Scope.DHT)}
     assert registered == in_doc
     assert {v for k, v in vars(RecordCode).items() if k.isupper()} == registered
+
+
+def test_lookup_codes_are_registered_and_in_the_doc_table() -> None:
+    """The lookup service's refusal codes (gateway/reach/lookup.py) are registry members, and
+    docs/reach.md's table of them lists exactly those."""
+    import re
+
+    from gateway.reach.lookup import LOOKUP_CODES
+
+    doc = (DOCS / "reach.md").read_text()
+    table = doc[doc.index("Refusal codes (`LOOKUP_CODES`") :].split("\n\n")[1]
+    in_doc = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
+    assert in_doc == [c.value for c in LOOKUP_CODES]
+    assert all(Code.lookup(c) is c for c in LOOKUP_CODES)
+    assert (Code.NOT_FOUND.status, Code.UNAVAILABLE.status, Code.BAD_ID.status) == (404, 503, 400)

@@ -24,7 +24,7 @@ from joserfc import jwe
 
 from gateway.acl import Grant, sign_acl, with_grant, without_subject
 from gateway.audit import AuditLog
-from gateway.bindings.p2p import P2PBinding
+from gateway.bindings.p2p import Limits, P2PBinding
 from gateway.identity import KeyPair, PublicIdentity
 from gateway.messages import Opened, new_jti, open_sealed, seal
 from gateway.peer import (
@@ -502,3 +502,14 @@ async def test_hostile_json_in_sealed_claims_is_bad_format_and_actuates_nothing(
             break
         await asyncio.sleep(0.05)
     assert len(rows) == 4 and not any(x["allowed"] for x in rows)
+
+
+async def test_limits_passed_in_are_kept_unless_a_rate_is_given(running: Running) -> None:
+    gw = running.gw
+    lim = Limits(rate_per_s=5.0, burst=3, max_inflight=2)
+    kept = P2PBinding(gw.identity, gw.processor, gw.acl, gw.tds, limits=lim)
+    assert kept.ctx.limits == lim  # not reset to the default rate and burst
+    both = P2PBinding(gw.identity, gw.processor, gw.acl, gw.tds, burst=7, limits=lim)
+    assert (both.ctx.limits.rate_per_s, both.ctx.limits.burst) == (5.0, 7)
+    plain = P2PBinding(gw.identity, gw.processor, gw.acl, gw.tds)
+    assert (plain.ctx.limits.rate_per_s, plain.ctx.limits.burst) == (20.0, 40)  # [gateway.p2p]

@@ -18,7 +18,8 @@ import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TextIO
 
-EXIT_USAGE: Final = 2  # as gateway.cli.common
+from gateway.codes import EXIT_USAGE
+
 #: Each command, then its examples indented under it (a trailing backslash continues an
 #: example on the next line). "$GW" is the gateway id, as in the README.
 _TABLE: Final = r"""

@@ -209,15 +209,16 @@ class RequestProcessor:
         return owner is not None and subject == owner.id
 
     async def admin(
-        self, req: Request, action: AdminAction, *, rule: str, owner_only: bool = False
+        self, req: Request, action: AdminAction, *, rule: str, owner_only: str | None = None
     ) -> Outcome:
-        """Run an administrative request: the owner check (if OWNER_ONLY; otherwise ACTION
-        decides who may: a claim while unowned, a transfer by the current or the new owner),
-        fail closed while the audit log fails, ACTION, then ONE audit record (allowed with
-        RULE, or the refusal with ACTION's error code and message)."""
+        """Run an administrative request: the owner check (if OWNER_ONLY, what only the owner
+        may do: "change the ACL"; without it ACTION decides who may: a claim while unowned, a
+        transfer by the current or the new owner), fail closed while the audit log fails,
+        ACTION, then ONE audit record (allowed with RULE, or the refusal with ACTION's error
+        code and message)."""
         self.counters["requests"] += 1
-        if owner_only and not self.is_owner(req.subject):
-            reason = "only the owner can change the ACL"
+        if owner_only is not None and not self.is_owner(req.subject):
+            reason = f"only the owner can {owner_only}"
             refusal = Outcome(Code.FORBIDDEN, reason=reason, rule="owner-only")
             return await self._finish(req, refusal, allowed=False)
         if not self.audit.healthy and not await self.audit.recover():
@@ -248,7 +249,7 @@ class RequestProcessor:
             output = {"version": acl.version, "grants": len(acl.grants)}
             return output, f"ACL version {acl.version} installed"
 
-        return await self.admin(req, install, rule=OWNER_RULE, owner_only=True)
+        return await self.admin(req, install, rule=OWNER_RULE, owner_only="change the ACL")
 
     async def _dispatch(self, req: Request) -> Any:
         thing = self.things[req.thing]

@@ -28,7 +28,7 @@ from aiohttp import web
 from gateway.acl import ACL_FILE, MAX_ACL_BYTES, read_acl_unverified
 from gateway.audit import AuditLog
 from gateway.codes import Code
-from gateway.errors import AclError
+from gateway.errors import AclError, BindingError
 from gateway.requests import Outcome, Request
 from gateway.requests.processor import OWNER_RULE
 
@@ -107,20 +107,15 @@ class OwnerViews:
         binding.app.router.add_get("/audit", self.audit)
         binding.app.router.add_get("/acl", self.acl)
 
-    async def _owner(self, request: web.Request, op: str, what: str) -> Request | web.Response:
-        """The owner's request, or the audited refusal (401, 403) as a response."""
+    async def _request(self, request: web.Request, op: str, what: str) -> Request | web.Response:
+        """The authenticated request, or the audited refusal (401) as a response; the owner
+        check is `RequestProcessor.admin`'s (403)."""
         from gateway.bindings.http.server import _error
 
-        processor = self.binding.processor
         who = await self.binding._principal(request, op, what)
         if isinstance(who, Outcome):
             return _error(who)
-        req = Request(who.id, op, "", what, None, "http", who.jti)
-        if not processor.is_owner(who.id):
-            reason = f"only the owner can read the {what}"
-            refusal = Outcome(Code.FORBIDDEN, reason=reason, rule="owner-only")
-            return _error(await processor.reject(req, refusal))
-        return req
+        return Request(who.id, op, "", what, None, "http", who.jti)
 
     @staticmethod
     def _answer(outcome: Outcome) -> web.Response:
@@ -131,25 +126,24 @@ class OwnerViews:
         return web.json_response(outcome.output, headers=NO_STORE)
 
     async def audit(self, request: web.Request) -> web.Response:
-        req = await self._owner(request, "readaudit", "audit")
+        req = await self._request(request, "readaudit", "audit")
         if isinstance(req, web.Response):
             return req
         processor = self.binding.processor
-        q = parse_audit_query(request.query)
-        if isinstance(q, str):
-            from gateway.bindings.http.server import _error
-
-            return _error(await processor.reject(req, Outcome(Code.BAD_REQUEST, reason=q)))
 
         async def view() -> tuple[Any, str]:
+            q = parse_audit_query(request.query)  # after the owner check: 403 comes first
+            if isinstance(q, str):
+                raise BindingError(q, code=Code.BAD_REQUEST)
             out = await asyncio.to_thread(run_audit_query, processor.audit, q)
             shown = f"subject={q.subject or '*'} thing={q.thing or '*'}"
             return out, f"audit viewed ({shown}, {len(out['records'])} records)"
 
-        return self._answer(await processor.admin(req, view, rule=OWNER_RULE, owner_only=True))
+        outcome = await processor.admin(req, view, rule=OWNER_RULE, owner_only="read the audit")
+        return self._answer(outcome)
 
     async def acl(self, request: web.Request) -> web.Response:
-        req = await self._owner(request, "readacl", "acl")
+        req = await self._request(request, "readacl", "acl")
         if isinstance(req, web.Response):
             return req
         store = self.binding.acl
@@ -163,7 +157,9 @@ class OwnerViews:
             return out, f"ACL version {current.version} read"
 
         processor = self.binding.processor
-        return self._answer(await processor.admin(req, view, rule=OWNER_RULE, owner_only=True))
+        return self._answer(
+            await processor.admin(req, view, rule=OWNER_RULE, owner_only="read the acl")
+        )
 
 
 def mount(binding: HttpBinding) -> OwnerViews:

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gateway.audit.remote import MAX_PAGE_RECORDS, read_page
 from gateway.bindings.p2p.admission import BINDING
-from gateway.codes import Code
 from gateway.peer import wire
-from gateway.requests import Outcome, Request
+from gateway.requests import Request
 from gateway.requests.processor import OWNER_RULE, AdminAction
 
 if TYPE_CHECKING:
@@ -36,12 +35,7 @@ WHAT: Final = "audit"
 async def _owner_only(session: PeerSession, msg: Opened, action: AdminAction) -> None:
     processor = session.ctx.processor
     req = Request(msg.sender.id, msg.claims["op"], "", WHAT, None, BINDING, msg.jti)
-    if not processor.is_owner(req.subject):
-        reason = "only the owner can read the audit log"
-        refusal = Outcome(Code.FORBIDDEN, reason=reason, rule="owner-only")
-        await session.answer(msg, await processor.reject(req, refusal))
-        return
-    outcome = await processor.admin(req, action, rule=OWNER_RULE, owner_only=True)
+    outcome = await processor.admin(req, action, rule=OWNER_RULE, owner_only="read the audit log")
     await session.answer(msg, outcome, wire.OK)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.acl import AclStore
+from gateway.config.model import P2pConfig
 from gateway.identity import KeyPair
 from gateway.messages import RateLimiter, ReplayCache
 from gateway.requests import Outcome, RequestProcessor
@@ -19,8 +20,10 @@ TdSource = Callable[[], dict[str, dict[str, Any]]]  # thing name -> TD
 #: Serves one `punch` step (session label, sender id, the step): gateway/reach/upgrade.py.
 PunchHook = Callable[[str, str, dict[str, Any]], Awaitable[Outcome]]
 
-DEFAULT_RATE_PER_S: Final = 20.0  # sustained messages per second per peer: ample for a UI
-DEFAULT_BURST: Final = 40  # a client opening a dashboard reads a few dozen properties at once
+#: Sustained messages per second per peer, and the bucket a client opening a dashboard (a few
+#: dozen reads at once) may spend: the defaults of `[gateway.p2p]` (gateway/config/model.py).
+DEFAULT_RATE_PER_S: Final[float] = P2pConfig.rate_per_s
+DEFAULT_BURST: Final[int] = P2pConfig.burst
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,6 @@ from aiohttp import WSCloseCode, web
 
 from gateway.acl import AclStore
 from gateway.bindings.p2p.context import (
-    DEFAULT_BURST,
-    DEFAULT_RATE_PER_S,
     Limits,
     P2PContext,
     TdSource,
@@ -56,12 +54,16 @@ class P2PBinding:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        rate_per_s: float = DEFAULT_RATE_PER_S,
-        burst: int = DEFAULT_BURST,
+        rate_per_s: float | None = None,  # None: LIMITS' (default DEFAULT_RATE_PER_S)
+        burst: int | None = None,  # None: LIMITS' (default DEFAULT_BURST)
         path: str = wire.DEFAULT_PATH,
         limits: Limits | None = None,
     ) -> None:
-        lim = replace(limits or Limits(), rate_per_s=rate_per_s, burst=burst)
+        lim = limits or Limits()
+        if rate_per_s is not None:
+            lim = replace(lim, rate_per_s=rate_per_s)
+        if burst is not None:
+            lim = replace(lim, burst=burst)
         self.ctx = P2PContext(identity, processor, acl, tds, lim)
         self.host = host
         self.port = port
