@@ -13,7 +13,6 @@ record) is not this module's job (gateway/peer/find.py).
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ import aiohttp
 
 from gateway.identity import KeyPair, PublicIdentity
 from gateway.peer import wire
+from gateway.peer.closing import ClosedOnExit
 from gateway.peer.connection import CLOSE_TIMEOUT_S, REQUEST_TIMEOUT_S, PeerConnection, Reply
 from gateway.peer.errors import PeerConnectionError
 from gateway.reach.link import WsLink
@@ -30,7 +30,7 @@ CONNECT_TIMEOUT_S: Final = 10.0  # TCP + WebSocket handshake
 HEARTBEAT_S: Final = 30.0  # WebSocket ping: a dead gateway is noticed within about this long
 
 
-class PeerClient:
+class PeerClient(ClosedOnExit):
     """A peer identity's client: opens connections to gateways, closes them all at the end."""
 
     def __init__(
@@ -45,17 +45,6 @@ class PeerClient:
         self._session = session
         self._own_session = session is None
         self._conns: set[PeerConnection] = set()
-
-    async def __aenter__(self) -> PeerClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def connect(
         self,

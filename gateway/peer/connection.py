@@ -16,7 +16,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import aiohttp
@@ -26,6 +25,7 @@ from gateway.identity import KeyPair, PublicIdentity
 from gateway.messages import Opened, ReplayCache, new_jti
 from gateway.messages.claims import DLG_OPS
 from gateway.peer import wire
+from gateway.peer.closing import ClosedOnExit
 from gateway.peer.errors import (
     PeerConnectionError,
     PeerError,
@@ -60,7 +60,7 @@ class _Pending:
     digest: str
 
 
-class PeerConnection:
+class PeerConnection(ClosedOnExit):
     """One WebSocket to one gateway. Create it with `PeerClient.connect`."""
 
     def __init__(
@@ -244,17 +244,6 @@ class PeerConnection:
                 reader.cancel()
         if self._readers:
             await asyncio.wait(self._readers)
-
-    async def __aenter__(self) -> PeerConnection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ streams
     async def _start_stream(self, stream: PeerStream) -> None:
