@@ -11,7 +11,9 @@ audit log, `--json` output): never rename one. A code belongs to one or more sco
 - `Scope.LAYER`: the default code of an exception class (gateway/errors.py);
 - `Scope.DHT`: why a node refuses a DHT record (docs/dht-records.md, "What a node checks");
 - `Scope.REACH`: why a relay, a dial-back, a port mapping or a hole punch refused or failed
-  (docs/reach.md).
+  (docs/reach.md);
+- `Scope.ACL`: why an ACL document or its install was refused (docs/acl.md §2.1);
+- `Scope.STATE`: why the state folder cannot be used (docs/operations.md).
 
 Codes not registered here fall back to the defaults
 of `http_status` and `exit_code`. Errors render themselves through `render`.
@@ -37,6 +39,8 @@ class Scope(Enum):
     LAYER = "layer"
     DHT = "dht"
     REACH = "reach"
+    ACL = "acl"
+    STATE = "state"
 
 
 class Answer(Enum):
@@ -56,7 +60,7 @@ class Meta(NamedTuple):
 
 
 _R, _M, _P, _C, _L = Scope.REQUEST, Scope.MESSAGE, Scope.PROVISIONING, Scope.CLI, Scope.LAYER
-_D, _RE = Scope.DHT, Scope.REACH
+_D, _RE, _A, _ST = Scope.DHT, Scope.REACH, Scope.ACL, Scope.STATE
 _S, _PL = Answer.SEALED, Answer.PLAIN
 
 
@@ -191,7 +195,7 @@ class Code(StrEnum):
     IDENTITY = "identity", 500, EXIT_USAGE, _S, (_C, _L), "a key file is missing or unsafe"
     NO_KEY = "no_key", 500, EXIT_USAGE, _S, (_C,), "no key file"
     ACL_INVALID = "acl_invalid", 400, EXIT_USAGE, _S, (_C, _L), "an ACL document was refused"
-    ACL_MALFORMED = "acl_malformed", 400, EXIT_USAGE, _S, (_C,), "an ACL document is malformed"
+    ACL_MALFORMED = "acl_malformed", 400, EXIT_USAGE, _S, (_C, _A), "an ACL document malformed"
     DRIVER_CONFIG = "driver_config", 500, EXIT_USAGE, _S, (_C, _L), "unknown driver or setting"
     CANNOT_LISTEN = "cannot_listen", 500, EXIT_USAGE, _S, (_C,), "a port is taken"
     USAGE = "usage", 400, EXIT_USAGE, _S, (_C,), "a missing or contradictory option"
@@ -213,6 +217,58 @@ class Code(StrEnum):
     RESET_UNCONFIRMED = "reset_unconfirmed", 400, EXIT_USAGE, _S, (_C,), "reset not confirmed"
     NO_FILE = "no_file", 500, EXIT_USAGE, _S, (_C,), "a file named on the command line is missing"
     FILE_ERROR = "file_error", 500, EXIT_FAIL, _S, (_C,), "a file could not be read or written"
+
+    # -- ACL documents and installs (docs/acl.md §2.1; acl_malformed above). The HTTP and P2P
+    # installs answer them as bad_request, acl_busy/acl_io as busy/storage_unavailable
+    ACL_TOO_LARGE = "acl_too_large", 413, EXIT_FAIL, _S, (_A,), "ACL text over 262 144 chars"
+    ACL_UNSIGNED = "acl_unsigned", 400, EXIT_FAIL, _S, (_A,), "not a signed compact JWS"
+    ACL_BAD_ALG = "acl_bad_alg", 400, EXIT_FAIL, _S, (_A,), "alg other than ES256"
+    ACL_FOREIGN_SIGNER = "acl_foreign_signer", 400, EXIT_FAIL, _S, (_A,), "not the owner's key"
+    ACL_BAD_SIGNATURE = "acl_bad_signature", 400, EXIT_FAIL, _S, (_A,), "signature does not verify"
+    ACL_WRONG_GATEWAY = "acl_wrong_gateway", 400, EXIT_FAIL, _S, (_A,), "made for another gateway"
+    ACL_ROLLBACK = "acl_rollback", 409, EXIT_FAIL, _S, (_A,), "version not above the installed"
+    ACL_NO_OWNER = "acl_no_owner", 409, EXIT_FAIL, _S, (_A,), "no owner key is pinned"
+    ACL_OWNER_CHANGED = "acl_owner_changed", 409, EXIT_FAIL, _S, (_A,), "owner changed meanwhile"
+    ACL_BUSY = "acl_busy", 503, EXIT_FAIL, _S, (_A,), "the install lock is held too long"
+    ACL_IO = "acl_io", 503, EXIT_FAIL, _S, (_A,), "ACL files not readable/writable"
+
+    # -- the state folder (docs/operations.md)
+    STATE = "state", 500, EXIT_FAIL, _S, (_ST, _L), "the state folder cannot be used"
+    STATE_LOCKED = "state_locked", 409, EXIT_FAIL, _S, (_ST,), "another gateway runs on it"
+    STATE_TOO_NEW = "state_too_new", 500, EXIT_FAIL, _S, (_ST,), "made by a newer release"
+    STATE_VERSION = "state_version", 500, EXIT_FAIL, _S, (_ST,), "its version mark unreadable"
+    STATE_MIGRATION = "state_migration", 500, EXIT_FAIL, _S, (_ST,), "a migration step failed"
+    STATE_READ_ONLY = "state_read_only", 500, EXIT_FAIL, _S, (_ST,), "on a read-only file system"
+    STATE_NOT_WRITABLE = "state_not_writable", 500, EXIT_FAIL, _S, (_ST,), "not writable by us"
+    UNSAFE_PERMISSIONS = "unsafe_permissions", 500, EXIT_FAIL, _S, (_ST,), "others can read it"
+    BAD_OWNER_KEY = "bad_owner_key", 503, EXIT_FAIL, _S, (_ST,), "the pinned owner key unreadable"
+
+    # -- commands failing at run time (exit 1): devices, files, the network
+    BAD_BROKER = "bad_broker", 400, EXIT_FAIL, _S, (_C,), "not an MQTT broker URL"
+    BAD_CHANNEL = "bad_channel", 400, EXIT_FAIL, _S, (_C,), "a malformed --channel"
+    BAD_INSTALL = "bad_install", 500, EXIT_FAIL, _S, (_C,), "companion files incomplete"
+    BAD_PORT = "bad_port", 400, EXIT_FAIL, _S, (_C,), "no serial port named (--port)"
+    FLASH_FAILED = "flash_failed", 500, EXIT_FAIL, _S, (_C,), "flashing the board failed"
+    NO_BROKER = "no_broker", 400, EXIT_FAIL, _S, (_C,), "no MQTT broker configured"
+    NO_FIRMWARE = "no_firmware", 400, EXIT_FAIL, _S, (_C,), "no such firmware file"
+    MISSING_EXTRA = "missing_extra", 500, EXIT_FAIL, _S, (_C,), "an optional package is missing"
+    NO_CAMERA = "no_camera", 500, EXIT_FAIL, _S, (_C,), "no camera found"
+    CAMERA_FAILED = "camera_failed", 500, EXIT_FAIL, _S, (_C,), "the camera failed"
+    CAMERA_TIMEOUT = "camera_timeout", 504, EXIT_FAIL, _S, (_C,), "no QR code seen in time"
+    IMAGE_WRITE_FAILED = "image_write_failed", 500, EXIT_FAIL, _S, (_C,), "QR image not written"
+    GATEWAY_RUNNING = "gateway_running", 409, EXIT_FAIL, _S, (_C,), "stop the gateway first"
+    NO_STATE = "no_state", 404, EXIT_FAIL, _S, (_C,), "no state folder there"
+    NOT_SERVICE_USER = "not_service_user", 403, EXIT_FAIL, _S, (_C,), "run as the service user"
+    BAD_URL = "bad_url", 400, EXIT_FAIL, _S, (_C,), "not a ws:// or wss:// URL"
+    BAD_REPLY = "bad_reply", 502, EXIT_FAIL, _S, (_C,), "the gateway's answer is malformed"
+    CONNECT_FAILED = "connect_failed", 502, EXIT_FAIL, _S, (_C,), "could not connect"
+    UNREACHABLE = "unreachable", 502, EXIT_FAIL, _S, (_C,), "no bootstrap node answered"
+    NO_BOOTSTRAP = "no_bootstrap", 400, EXIT_FAIL, _S, (_C,), "no DHT bootstrap node known"
+    BIND_FAILED = "bind_failed", 500, EXIT_FAIL, _S, (_C,), "a local port could not be bound"
+    RECORD_WRONG_KEY = "record_wrong_key", 502, EXIT_FAIL, _S, (_C,), "record is another key's"
+    NOT_STARTED = "not_started", 500, EXIT_FAIL, _S, (_L,), "the DHT node is not started"
+    RPC_TOO_LARGE = "rpc_too_large", 413, EXIT_FAIL, _PL, (_L,), "a DHT RPC over its limit"
+    BAD_JSON = "bad_json", 400, EXIT_FAIL, _S, (_L,), "JSON input over a bound or malformed"
 
     # -- default codes of the exception classes (gateway/errors.py, gateway/peer/errors.py)
     ERROR = "error", 500, EXIT_FAIL, _S, (_L,), "an error without a specific code"

@@ -265,3 +265,29 @@ def test_lookup_codes_are_registered_and_in_the_doc_table() -> None:
     assert in_doc == [c.value for c in LOOKUP_CODES]
     assert all(Code.lookup(c) is c for c in LOOKUP_CODES)
     assert (Code.NOT_FOUND.status, Code.UNAVAILABLE.status, Code.BAD_ID.status) == (404, 503, 400)
+
+
+def test_every_code_the_product_raises_is_registered() -> None:
+    """Each `code="..."` given to an error (and each error class's `code = "..."`) in gateway/
+    and device_drivers/ is a registry member: no code falls back to the defaults unnoticed."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    raised: dict[str, str] = {}
+    for path in [*root.glob("gateway/**/*.py"), *root.glob("device_drivers/**/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r'\bcode="([a-z_]+)"|^    code = "([a-z_]+)"$', text, flags=re.M):
+            raised.setdefault(m.group(1) or m.group(2), str(path.relative_to(root)))
+    assert len(raised) > 50  # the scan sees the literal codes (most code with Code.X)
+    missing = {c: where for c, where in raised.items() if Code.lookup(c) is None}
+    assert missing == {}
+
+
+def test_acl_codes_are_the_registry_and_the_doc_table() -> None:
+    """docs/acl.md §2.1 lists exactly the registry's ACL codes, in order."""
+    import re
+
+    table = "\n".join(_section("acl.md", "### 2.1 Error codes"))
+    in_doc = re.findall(r"^\| `(acl_[a-z_]+)` \|", table, flags=re.M)
+    registered = [c.value for c in Code.in_scope(Scope.ACL)]
+    assert sorted(in_doc) == sorted(registered) and len(in_doc) == 12
