@@ -24,7 +24,8 @@ lab = lab_for_test  # fails (never skips) where the lab cannot be built
 
 def probe(net: ReachNet, peer_kind: str, gw: Gateway) -> dict[str, Any]:
     host = net.peer_host(peer_kind)
-    argv = [sys.executable, PROBE, "--key", str(gw.keys / "alice"), "--gateway", gw.id,
+    # "--gateway=ID": an id may begin with "-", which argparse takes for an option otherwise
+    argv = [sys.executable, PROBE, "--key", str(gw.keys / "alice"), f"--gateway={gw.id}",
             "--finds", "1", "--rtts", "8"]  # fmt: skip
     argv += [a for s in net.seeds[:2] for a in ("--bootstrap", s.dht)]
     proc = host.run(argv, timeout=60, check=False)
