@@ -56,7 +56,8 @@ def pct(values: list[float], q: float) -> float:
 def run_cell(
     net: ReachNet, peer: Any, gw: Gateway, args: argparse.Namespace, *extra: str
 ) -> dict[str, Any]:
-    argv = [sys.executable, PROBE, "--key", str(gw.keys / "alice"), "--gateway", gw.id,
+    # "--gateway=ID": an id may begin with "-", which argparse takes for an option otherwise
+    argv = [sys.executable, PROBE, "--key", str(gw.keys / "alice"), f"--gateway={gw.id}",
             "--finds", str(args.finds), "--rtts", str(args.rtts), *extra]  # fmt: skip
     argv += [a for s in net.seeds[:2] for a in ("--bootstrap", s.dht)]
     relays = [s.proc.pid for s in net.seeds]
